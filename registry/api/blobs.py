@@ -1,0 +1,83 @@
+"""GET/HEAD/DELETE /v2/<name>/blobs/<digest>"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from registry.api.responses import StreamedBody, empty
+from registry.api.routing import RouteSpec, delete, path_digest, pull, registry, repo_name
+from registry.errors import RangeNotSatisfiable
+from registry.model import blobs
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """A single byte range as (start, end inclusive); None serves the whole blob.
+    Malformed or multi-range headers are ignored, as RFC 9110 allows."""
+    if not header:
+        return None
+    m = _RANGE_RE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.groups()
+    if first == "":  # suffix range: the last N bytes
+        n = int(last)
+        if n == 0:
+            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        return max(size - n, 0), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or (last != "" and int(last) < start):
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+async def get_blob(request: Request) -> Response:
+    reg = registry(request)
+    name = repo_name(request)
+    digest = path_digest(request)
+    size = await blobs.blob_size(reg, name, digest)
+    url = await blobs.redirect_url(reg, digest, request.method)
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers={"Docker-Content-Digest": digest})
+    headers = {
+        "Docker-Content-Digest": digest,
+        "ETag": f'"{digest}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "max-age=31536000",
+    }
+    byte_range = parse_range(request.headers.get("range"), size)
+    status = 200
+    start, length = 0, size
+    if byte_range is not None:
+        start, end = byte_range
+        length = end - start + 1
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        return StreamedBody(None, status, headers)
+    body = await blobs.read_blob(reg, digest, start, length) if length else None
+    return StreamedBody(body, status, headers)
+
+
+async def delete_blob(request: Request) -> Response:
+    await blobs.unlink_blob(registry(request), repo_name(request), path_digest(request))
+    return empty(202, {})
+
+
+ROUTES = [
+    RouteSpec(
+        "/v2/{name:path}/blobs/{digest}",
+        "blob",
+        {
+            "GET": (get_blob, pull),
+            "HEAD": (get_blob, pull),
+            "DELETE": (delete_blob, delete),
+        },
+    ),
+]

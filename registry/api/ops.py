@@ -1,0 +1,49 @@
+"""Operational endpoints: health and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry import metrics
+from registry.api.routing import RouteSpec, no_access, registry
+
+HEALTH_TIMEOUT = 5.0
+
+
+async def healthz(request: Request) -> Response:
+    """200 when both storage and the database answer, 503 naming what failed otherwise."""
+    reg = registry(request)
+    checks = {"storage": reg.storage.check(), "database": reg.db.ping()}
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check, HEALTH_TIMEOUT)
+            results[name] = "ok"
+        except Exception as e:  # any failure means unhealthy; say which and why
+            results[name] = f"failed: {str(e)[:200] or type(e).__name__}"
+    healthy = all(v == "ok" for v in results.values())
+    body = json.dumps({"status": "ok" if healthy else "unavailable", "checks": results}).encode()
+    return Response(
+        body, status_code=200 if healthy else 503, media_type="application/json", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def metrics_access(request: Request) -> list:
+    from auth.access import Access
+
+    return [Access("registry", "metrics", "get")]
+
+
+ROUTES = [
+    RouteSpec("/healthz", "healthz", {"GET": (healthz, no_access), "HEAD": (healthz, no_access)}),
+    RouteSpec("/metrics", "metrics", {"GET": (metrics_endpoint, metrics_access)}),
+]

@@ -1,0 +1,117 @@
+"""Declarative routes. Each route names the access it needs; `guarded` asks the
+access controller before the handler runs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from auth.access import Access
+from registry.errors import PaginationNumberInvalid, RequestInvalid
+from registry.model.context import Registry
+from registry.names import validate_digest, validate_name
+
+Handler = Callable[[Request], Awaitable[Response]]
+AccessRule = Callable[[Request], list[Access]]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A path and, per method, the handler and the access it needs."""
+
+    path: str
+    name: str
+    methods: dict[str, tuple[Handler, AccessRule]]
+
+
+def no_access(request: Request) -> list[Access]:
+    return []
+
+
+def pull(request: Request) -> list[Access]:
+    return [Access("repository", repo_name(request), "pull")]
+
+
+def push(request: Request) -> list[Access]:
+    name = repo_name(request)
+    return [Access("repository", name, "pull"), Access("repository", name, "push")]
+
+
+def delete(request: Request) -> list[Access]:
+    return [Access("repository", repo_name(request), "delete")]
+
+
+def guarded(spec: RouteSpec) -> Handler:
+    methods = spec.methods
+
+    async def endpoint(request: Request) -> Response:
+        handler, access = methods[request.method]
+        request.state.identity = await request.app.state.access.authorize(request, access(request))
+        return await handler(request)
+
+    endpoint.__name__ = spec.name
+    return endpoint
+
+
+def build_routes(specs: list[RouteSpec]) -> list[Route]:
+    return [Route(s.path, guarded(s), methods=list(s.methods), name=s.name) for s in specs]
+
+
+# -- request helpers shared by the handlers ------------------------------------------------------
+
+
+def registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+def repo_name(request: Request) -> str:
+    name = request.path_params["name"]
+    cached = request.scope.get("okura.repo")
+    if cached != name:
+        validate_name(name)
+        request.scope["okura.repo"] = name
+    return name
+
+
+def path_digest(request: Request, key: str = "digest") -> str:
+    return validate_digest(request.path_params[key])
+
+
+def content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise RequestInvalid("Content-Length is not a number") from None
+    if length < 0:
+        raise RequestInvalid("Content-Length is negative")
+    return length
+
+
+def pagination(request: Request, maximum: int) -> tuple[int | None, str | None]:
+    """`n` and `last` from the query. `n` above the maximum is clamped (the Link header
+    tells the client where to continue)."""
+    raw = request.query_params.get("n")
+    limit: int | None = None
+    if raw is not None and raw != "":
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise PaginationNumberInvalid(f"n must be a non-negative integer, not {raw[:20]!r}") from None
+        if limit < 0:
+            raise PaginationNumberInvalid("n must be a non-negative integer")
+        limit = min(limit, maximum)
+    return limit, request.query_params.get("last") or None
+
+
+def next_link(path: str, limit: int | None, last: str) -> str:
+    from urllib.parse import urlencode
+
+    query = urlencode({"last": last, **({"n": limit} if limit is not None else {})})
+    return f'<{path}?{query}>; rel="next"'

@@ -1,0 +1,94 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from starlette.applications import Starlette
+
+from auth.access import AccessController, AllowAll
+from registry.api import base, blobs, listings, manifests, ops, uploads
+from registry.api.errors import EXCEPTION_HANDLERS
+from registry.api.middleware import Observability
+from registry.api.routing import build_routes
+from registry.cache import Generation, MetadataCache
+from registry.config import Config, config_from_dict, load_config
+from registry.metadata.db import Database, describe_url
+from registry.metrics import InstrumentedStorage
+from registry.model.context import Registry
+from registry.tasks import upload_purge
+from storage import create_storage
+
+log = logging.getLogger("okura")
+
+# Order matters: specific paths before the catch-all blob route.
+ROUTE_SPECS = [
+    *base.ROUTES,
+    *listings.ROUTES,
+    *manifests.ROUTES,
+    *uploads.ROUTES,
+    *blobs.ROUTES,
+    *ops.ROUTES,
+]
+
+
+def build_registry(config: Config) -> Registry:
+    storage = InstrumentedStorage(create_storage(config.storage.driver, {"root": config.storage_root}))
+    db = Database(config.database_url, pool_size=config.database.pool_size, echo=config.database.echo)
+    generation = Generation(os.path.join(config.data_dir, "run", "cache-generation"))
+    return Registry(config=config, db=db, storage=storage, cache=MetadataCache(generation, config.cache.max_bytes))
+
+
+def create_app(config: Config, access: AccessController | None = None, background: bool = True) -> Any:
+    reg = build_registry(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Blob reads and writes run in threads; the default pool (cpu+4) is too small
+        # for dozens of concurrent transfers.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=64, thread_name_prefix="okura-io")
+        )
+        await reg.storage.open()
+        await reg.db.migrate()
+        tasks = []
+        if background and config.uploads.purge_enabled:
+            tasks.append(asyncio.create_task(upload_purge.run_forever(reg)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await reg.db.close()
+            await reg.storage.close()
+
+    app = Starlette(routes=build_routes(ROUTE_SPECS), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.registry = reg
+    app.state.access = access or AllowAll()
+    app.state.config = config
+    return Observability(app, log_access=config.log.access_log)
+
+
+def create_app_from_env() -> Any:
+    """Entry point of each uvicorn worker: the parent passes the effective config."""
+    from registry.logs import setup_logging
+
+    raw = os.environ.get("OKURA_CONFIG_JSON")
+    config = config_from_dict(json.loads(raw)) if raw else load_config(os.environ.get("OKURA_CONFIG"))
+    setup_logging(config.log.level, config.log.format)
+    return create_app(config)
+
+
+def startup_summary(config: Config) -> dict[str, str]:
+    return {
+        "storage": f"{config.storage.driver} ({config.storage_root})",
+        "database": describe_url(config.database_url),
+    }

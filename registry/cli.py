@@ -1,0 +1,133 @@
+"""The `okura` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sys
+from typing import Any
+
+from registry.config import ConfigError, load_config, unknown_env_keys
+
+log = logging.getLogger("okura")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "addr", None):
+        overrides.setdefault("http", {})["addr"] = args.addr
+    if getattr(args, "workers", None):
+        overrides.setdefault("http", {})["workers"] = args.workers
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "log_format", None):
+        overrides.setdefault("log", {})["format"] = args.log_format
+    if getattr(args, "log_level", None):
+        overrides.setdefault("log", {})["level"] = args.log_level
+    return overrides
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from registry.app import create_app, startup_summary
+    from registry.logs import setup_logging
+    from registry.metadata.db import Database
+
+    config = load_config(args.config, overrides=_overrides(args))
+    setup_logging(config.log.level, config.log.format)
+    for key in unknown_env_keys(dict(os.environ)):
+        log.warning("ignoring unknown environment variable %s", key)
+    os.makedirs(config.data_dir, exist_ok=True)
+
+    async def migrate() -> None:
+        db = Database(config.database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(migrate())
+    host, port = config.listen
+    log.info("starting okura", extra={**startup_summary(config), "workers": config.http.workers})
+    log.info(f"listening on {'' if host in ('0.0.0.0', '::') else host}:{port}")
+    common: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=30,
+        lifespan="on",
+    )
+    if config.http.workers > 1:
+        metrics_dir = os.path.join(os.path.abspath(config.data_dir), "run", "metrics")
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.makedirs(metrics_dir, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        os.environ["OKURA_CONFIG_JSON"] = json.dumps(config.to_dict())
+        uvicorn.run("registry.app:create_app_from_env", factory=True, workers=config.http.workers, **common)
+    else:
+        uvicorn.run(create_app(config), **common)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config, overrides=_overrides(args))
+    problems = [f"unknown environment variable {k}" for k in unknown_env_keys(dict(os.environ))]
+    root = config.storage_root
+    parent = root if os.path.exists(root) else os.path.dirname(os.path.abspath(root))
+    if config.storage.driver == "filesystem" and os.path.exists(parent) and not os.access(parent, os.W_OK):
+        problems.append(f"storage.filesystem.root: {root} is not writable")
+    if problems:
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 1
+    print(
+        f"config OK: storage={config.storage.driver} database={config.database_url.split('://')[0]} "
+        f"addr={config.http.addr} workers={config.http.workers}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="okura", description="Okura OCI container image registry")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the registry")
+    serve.add_argument(
+        "--config", help="YAML config file (see config.example.yaml)", default=os.environ.get("OKURA_CONFIG")
+    )
+    serve.add_argument("--addr", help="listen address HOST:PORT (default 0.0.0.0:5000)")
+    serve.add_argument("--data-dir", help="directory for the embedded database and blobs (default ./data)")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the data dir (default 1)")
+    serve.add_argument("--log-format", choices=["logfmt", "json"])
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and the environment")
+    check.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))
+    check.add_argument("--data-dir")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"okura: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Configuration: defaults, then a YAML file, then `OKURA_<SECTION>_<KEY>` environment
+variables, then command-line flags. Every key is documented in config.example.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says where and why."""
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "T": 1000**4,
+    "KI": 1024,
+    "MI": 1024**2,
+    "GI": 1024**3,
+    "TI": 1024**4,
+}
+
+
+class Duration(float):
+    """Seconds; written as 90, "90s", "15m", "168h", "7d"."""
+
+
+class ByteSize(int):
+    """Bytes; written as 4194304, "4MiB", "64MB"."""
+
+
+def parse_duration(value: Any) -> Duration:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration")
+    if isinstance(value, int | float):
+        return Duration(value)
+    m = _DURATION_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 168h or 7d")
+    return Duration(float(m.group(1)) * _DURATION_UNITS[m.group(2)])
+
+
+def parse_size(value: Any) -> ByteSize:
+    if isinstance(value, bool):
+        raise ValueError("expected a size")
+    if isinstance(value, int):
+        return ByteSize(value)
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a size such as 4194304, 4MiB or 64MB")
+    unit = (m.group(2) or "").upper().rstrip("B")
+    return ByteSize(int(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+@dataclass
+class HTTPConfig:
+    addr: str = "0.0.0.0:5000"
+    workers: int = 1
+    # Public base URL used in absolute links (token realm); empty: derived from the request.
+    base_url: str = ""
+
+
+@dataclass
+class LogConfig:
+    level: str = "info"
+    format: str = "logfmt"
+    access_log: bool = True
+
+
+@dataclass
+class FilesystemConfig:
+    root: str = ""  # default: <data_dir>/blobs
+
+
+@dataclass
+class StorageConfig:
+    driver: str = "filesystem"
+    filesystem: FilesystemConfig = field(default_factory=FilesystemConfig)
+    delete_enabled: bool = True
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = ""  # default: sqlite:///<data_dir>/okura.db
+    pool_size: int = 10
+    echo: bool = False
+
+
+@dataclass
+class UploadsConfig:
+    purge_enabled: bool = True
+    purge_age: Duration = Duration(7 * 86400)
+    purge_interval: Duration = Duration(3600)
+    chunk_buffer: ByteSize = ByteSize(4 << 20)
+
+
+@dataclass
+class ManifestsConfig:
+    max_size: ByteSize = ByteSize(4 << 20)
+
+
+@dataclass
+class CacheConfig:
+    # In-process cache of immutable manifest bytes and repository links, invalidated
+    # across workers through a shared generation counter.
+    max_bytes: ByteSize = ByteSize(64 << 20)
+
+
+@dataclass
+class PaginationConfig:
+    catalog_max_entries: int = 1000
+    tags_max_entries: int = 10000
+
+
+@dataclass
+class AuthConfig:
+    enabled: bool = False
+
+
+@dataclass
+class Config:
+    data_dir: str = "./data"
+    http: HTTPConfig = field(default_factory=HTTPConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    uploads: UploadsConfig = field(default_factory=UploadsConfig)
+    manifests: ManifestsConfig = field(default_factory=ManifestsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    pagination: PaginationConfig = field(default_factory=PaginationConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    # derived values -----------------------------------------------------------------------
+    @property
+    def storage_root(self) -> str:
+        return self.storage.filesystem.root or os.path.join(self.data_dir, "blobs")
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{os.path.join(self.data_dir, 'okura.db')}"
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        host, _, port = self.http.addr.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(typ: Any, value: Any, where: str) -> Any:
+    try:
+        if typ is bool:
+            return parse_bool(value)
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError("expected an integer")
+            return int(value)
+        if typ is Duration:
+            return parse_duration(value)
+        if typ is ByteSize:
+            return parse_size(value)
+        if typ is str:
+            if isinstance(value, dict | list):
+                raise ValueError("expected a string")
+            return "" if value is None else str(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+    raise ConfigError(f"{where}: unsupported type")
+
+
+def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            _apply(current, value or {}, path)
+        else:
+            setattr(obj, key, _coerce(hints[key], value, path))
+
+
+def _env_overrides(obj: Any, prefix: str, environ: dict[str, str]) -> dict[str, Any]:
+    """Map OKURA_SECTION_KEY variables onto the config tree, walking the known keys so that
+    keys containing underscores (purge_age) resolve unambiguously."""
+    result: dict[str, Any] = {}
+    for f in fields(obj):
+        name = f"{prefix}_{f.name.upper()}"
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            nested = _env_overrides(value, name, environ)
+            if nested:
+                result[f.name] = nested
+        elif name in environ:
+            result[f.name] = environ[name]
+    return result
+
+
+def unknown_env_keys(environ: dict[str, str]) -> list[str]:
+    known = set()
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            name = f"{prefix}_{f.name.upper()}"
+            if is_dataclass(value):
+                walk(value, name)
+            else:
+                known.add(name)
+
+    walk(Config(), "OKURA")
+    internal = {"OKURA_CONFIG", "OKURA_CONFIG_JSON"}
+    return sorted(k for k in environ if k.startswith("OKURA_") and k not in known and k not in internal)
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.storage.driver not in ("filesystem",):
+        raise ConfigError(f"storage.driver: unknown driver {cfg.storage.driver!r} (known: filesystem)")
+    if cfg.log.format not in ("logfmt", "json"):
+        raise ConfigError(f"log.format: must be logfmt or json, not {cfg.log.format!r}")
+    if cfg.log.level.lower() not in ("debug", "info", "warning", "warn", "error"):
+        raise ConfigError(f"log.level: must be debug, info, warning or error, not {cfg.log.level!r}")
+    try:
+        _host, port = cfg.listen
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"http.addr: {cfg.http.addr!r} is not HOST:PORT") from None
+    if cfg.http.workers < 1:
+        raise ConfigError("http.workers: must be at least 1")
+    url = cfg.database_url
+    if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgresql+asyncpg://"))):
+        raise ConfigError(f"database.url: must start with sqlite:/// or postgresql://, not {url.split(':')[0]!r}")
+    if cfg.manifests.max_size < 1024:
+        raise ConfigError("manifests.max_size: must be at least 1KiB")
+    if cfg.uploads.chunk_buffer < 64 * 1024:
+        raise ConfigError("uploads.chunk_buffer: must be at least 64KiB")
+
+
+def load_config(
+    path: str | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build the effective configuration. Raises ConfigError with a precise message."""
+    environ = dict(os.environ if environ is None else environ)
+    cfg = Config()
+    if path:
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ConfigError(f"{path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        _apply(cfg, data, "")
+    _apply(cfg, _env_overrides(cfg, "OKURA", environ), "")
+    if overrides:
+        _apply(cfg, overrides, "")
+    _validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    _apply(cfg, data, "")
+    _validate(cfg)
+    return cfg

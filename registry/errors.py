@@ -1,0 +1,109 @@
+"""Typed registry errors. Each carries its OCI error code and HTTP status and is
+rendered into the `{"errors":[...]}` envelope in exactly one place (registry.api.errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RegistryError(Exception):
+    code = "UNKNOWN"
+    status = 500
+    default_message = "unknown error"
+
+    def __init__(self, message: str | None = None, detail: Any = None, headers: dict[str, str] | None = None):
+        self.message = message or self.default_message
+        self.detail = detail
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "detail": self.detail}
+
+
+class BlobUnknown(RegistryError):
+    code, status, default_message = "BLOB_UNKNOWN", 404, "blob unknown to registry"
+
+
+class BlobUploadInvalid(RegistryError):
+    code, status, default_message = "BLOB_UPLOAD_INVALID", 400, "blob upload invalid"
+
+
+class BlobUploadUnknown(RegistryError):
+    code, status, default_message = "BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"
+
+
+class DigestInvalid(RegistryError):
+    code, status, default_message = "DIGEST_INVALID", 400, "provided digest did not match uploaded content"
+
+
+class ManifestBlobUnknown(RegistryError):
+    code, status, default_message = "MANIFEST_BLOB_UNKNOWN", 400, "manifest references a blob unknown to registry"
+
+
+class ManifestInvalid(RegistryError):
+    code, status, default_message = "MANIFEST_INVALID", 400, "manifest invalid"
+
+
+class ManifestTooLarge(RegistryError):
+    code, status, default_message = "MANIFEST_INVALID", 413, "manifest too large"
+
+
+class ManifestUnknown(RegistryError):
+    code, status, default_message = "MANIFEST_UNKNOWN", 404, "manifest unknown to registry"
+
+
+class NameInvalid(RegistryError):
+    code, status, default_message = "NAME_INVALID", 400, "invalid repository name"
+
+
+class NameUnknown(RegistryError):
+    code, status, default_message = "NAME_UNKNOWN", 404, "repository name not known to registry"
+
+
+class SizeInvalid(RegistryError):
+    code, status, default_message = "SIZE_INVALID", 400, "provided length did not match content length"
+
+
+class TagInvalid(RegistryError):
+    code, status, default_message = "TAG_INVALID", 400, "manifest tag did not match URI"
+
+
+class RangeInvalid(RegistryError):
+    code, status, default_message = "RANGE_INVALID", 416, "invalid content range"
+
+
+class RangeNotSatisfiable(RegistryError):
+    code, status, default_message = "RANGE_INVALID", 416, "requested range not satisfiable"
+
+
+class PaginationNumberInvalid(RegistryError):
+    code, status, default_message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
+
+
+class Unauthorized(RegistryError):
+    code, status, default_message = "UNAUTHORIZED", 401, "authentication required"
+
+
+class Denied(RegistryError):
+    code, status, default_message = "DENIED", 403, "requested access to the resource is denied"
+
+
+class Unsupported(RegistryError):
+    code, status, default_message = "UNSUPPORTED", 405, "the operation is unsupported"
+
+
+class RouteUnknown(RegistryError):
+    code, status, default_message = "NOT_FOUND", 404, "no such endpoint"
+
+
+class TooManyRequests(RegistryError):
+    code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
+
+
+class RequestInvalid(RegistryError):
+    code, status, default_message = "UNSUPPORTED", 400, "malformed request"
+
+
+class Unavailable(RegistryError):
+    code, status, default_message = "UNAVAILABLE", 503, "service unavailable"

@@ -1,0 +1,142 @@
+"""Tables of the metadata database. Migrations in registry/metadata/migrations must
+produce exactly this schema (a test compares them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+DIGEST = String(160)
+TS = DateTime(timezone=True)
+
+repositories = Table(
+    "repositories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", TS, nullable=False),
+)
+
+# Blobs known to be in storage, global and content addressed.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+# Which repositories may serve a blob (distribution's _layers links).
+repository_blobs = Table(
+    "repository_blobs",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", DIGEST, ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    Index("ix_repository_blobs_digest", "digest"),
+)
+
+manifests = Table(
+    "manifests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", DIGEST, nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("config_digest", DIGEST, nullable=True),
+    Column("subject_digest", DIGEST, nullable=True),
+    Column("artifact_type", String(255), nullable=True),
+    Column("annotations", JSON, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("pushed_by", String(255), nullable=True),
+    UniqueConstraint("repository_id", "digest"),
+    Index("ix_manifests_subject", "repository_id", "subject_digest"),
+    Index("ix_manifests_digest", "digest"),
+)
+
+# Blobs a manifest references (config and layers).
+manifest_blobs = Table(
+    "manifest_blobs",
+    metadata,
+    Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", DIGEST, primary_key=True),
+    Index("ix_manifest_blobs_digest", "digest"),
+)
+
+# Child manifests an index references.
+manifest_children = Table(
+    "manifest_children",
+    metadata,
+    Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True),
+    Column("child_digest", DIGEST, primary_key=True),
+    Index("ix_manifest_children_child", "child_digest"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_tags_manifest", "manifest_id"),
+)
+
+# Every time a tag points at a new manifest: the image stream's tag history.
+tag_events = Table(
+    "tag_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("tag", String(128), nullable=False),
+    Column("digest", DIGEST, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("pushed_by", String(255), nullable=True),
+    Index("ix_tag_events_repo_tag", "repository_id", "tag", "created_at"),
+    Index("ix_tag_events_digest", "digest"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("hash_state", LargeBinary, nullable=True),
+    Column("driver_state", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_uploads_updated", "updated_at"),
+)
+
+# Leader leases for background jobs (one runner across workers and replicas).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", TS, nullable=False),
+)

@@ -1,0 +1,111 @@
+"""Prometheus metrics, named after OpenShift's image registry (imageregistry_*) where
+it has an equivalent. With several workers, prometheus-client's multiprocess mode
+aggregates all of them (PROMETHEUS_MULTIPROC_DIR is set by `okura serve`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_SIZES = (0, 1024, 16384, 262144, 1 << 20, 8 << 20, 64 << 20, 256 << 20, 1 << 30)
+
+in_flight = Gauge("imageregistry_http_in_flight_requests", "Requests being served", multiprocess_mode="livesum")
+requests_total = Counter(
+    "imageregistry_http_requests_total", "HTTP requests by method, route and status code", ["method", "route", "code"]
+)
+request_duration = Histogram(
+    "imageregistry_http_request_duration_seconds", "HTTP request latency", ["method", "route"], buckets=_LATENCY
+)
+request_size = Histogram(
+    "imageregistry_http_request_size_bytes", "Bytes received per request", ["method"], buckets=_SIZES
+)
+response_size = Histogram(
+    "imageregistry_http_response_size_bytes", "Bytes sent per response", ["method"], buckets=_SIZES
+)
+storage_duration = Histogram(
+    "imageregistry_storage_duration_seconds", "Storage driver operation latency", ["operation"], buckets=_LATENCY
+)
+storage_errors = Counter("imageregistry_storage_errors_total", "Storage driver errors", ["operation", "code"])
+uploads_purged = Counter("okura_uploads_purged_total", "Abandoned upload sessions removed")
+cache_lookups = Counter("okura_metadata_cache_requests_total", "Metadata cache lookups", ["type"])
+
+
+def render() -> tuple[bytes, str]:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _error_code(exc: BaseException) -> str:
+    from storage.base import BlobNotFound
+
+    if isinstance(exc, BlobNotFound):
+        return "PATH_NOT_FOUND"
+    errno = getattr(exc, "errno", None)
+    return {28: "DEVICE_OUT_OF_SPACE", 30: "READ_ONLY_FILESYSTEM", 27: "FILE_TOO_LARGE"}.get(errno or 0, "UNKNOWN")
+
+
+class InstrumentedStorage:
+    """Wraps any driver to time its operations; drivers stay free of metrics code."""
+
+    _TIMED = ("start_upload", "upload_writer", "commit_upload", "cancel_upload", "stat", "delete", "check")
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+        self.name = inner.name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._inner, attr)
+        if attr in self._TIMED:
+            return self._timed(attr, value)
+        if attr in ("read", "read_upload"):
+            return self._timed_stream(attr, value)
+        return value
+
+    @staticmethod
+    def _timed(operation: str, fn: Any) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as e:
+                storage_errors.labels(operation, _error_code(e)).inc()
+                raise
+            finally:
+                storage_duration.labels(operation).observe(time.perf_counter() - start)
+
+        return call
+
+    @staticmethod
+    def _timed_stream(operation: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+            async def gen() -> AsyncIterator[bytes]:
+                start = time.perf_counter()
+                first = True
+                inner = fn(*args, **kwargs)
+                try:
+                    async for chunk in inner:
+                        if first:  # time to first byte: what a client waits for
+                            storage_duration.labels(operation).observe(time.perf_counter() - start)
+                            first = False
+                        yield chunk
+                except Exception as e:
+                    storage_errors.labels(operation, _error_code(e)).inc()
+                    raise
+                finally:
+                    await inner.aclose()
+
+            return gen()
+
+        return call

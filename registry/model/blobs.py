@@ -1,0 +1,102 @@
+"""Blobs as repositories see them: a blob is visible only where it is linked."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from registry.errors import BlobUnknown, Unsupported
+from registry.metadata.db import utcnow
+from registry.metadata.schema import blobs, repositories, repository_blobs
+from registry.model.context import Registry
+from storage.base import BlobNotFound
+
+
+@dataclass(frozen=True)
+class BlobRange:
+    start: int
+    end: int  # inclusive
+
+
+async def linked_blob_size(reg: Registry, repo: str, digest: str) -> int | None:
+    key = ("blob", repo, digest)
+    cached = reg.cache.get(key)
+    if cached is not None:
+        return cached
+    gen = reg.cache.generation.current()
+    async with reg.db.read() as conn:
+        size = (
+            await conn.execute(
+                select(blobs.c.size)
+                .select_from(
+                    repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
+                        blobs, blobs.c.digest == repository_blobs.c.digest
+                    )
+                )
+                .where(repositories.c.name == repo, repository_blobs.c.digest == digest)
+            )
+        ).scalar()
+    if size is not None:
+        reg.cache.put(key, size, gen)
+    return size
+
+
+async def blob_size(reg: Registry, repo: str, digest: str) -> int:
+    size = await linked_blob_size(reg, repo, digest)
+    if size is None:
+        raise BlobUnknown(detail={"digest": digest})
+    return size
+
+
+async def read_blob(reg: Registry, digest: str, offset: int, length: int) -> AsyncIterator[bytes]:
+    """Stream a blob whose link was already checked. The first chunk is fetched before
+    returning, so a blob missing from storage still becomes a clean BLOB_UNKNOWN."""
+    stream = reg.storage.read(digest, offset, length)
+    try:
+        first = await anext(stream, b"")
+    except BlobNotFound:
+        raise BlobUnknown("blob is recorded but missing from storage", detail={"digest": digest}) from None
+
+    async def chained() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    return chained()
+
+
+async def redirect_url(reg: Registry, digest: str, method: str) -> str | None:
+    return await reg.storage.redirect_url(digest, method)
+
+
+async def link_blob(reg: Registry, conn: AsyncConnection, repo_id: int, digest: str, size: int) -> None:
+    now = utcnow()
+    await conn.execute(reg.db.insert_ignore(blobs, ["digest"]).values(digest=digest, size=size, created_at=now))
+    await conn.execute(
+        reg.db.insert_ignore(repository_blobs, ["repository_id", "digest"]).values(
+            repository_id=repo_id, digest=digest, created_at=now
+        )
+    )
+
+
+async def unlink_blob(reg: Registry, repo: str, digest: str) -> None:
+    """Remove a blob from one repository. Storage is reclaimed later by garbage collection."""
+    if not reg.config.storage.delete_enabled:
+        raise Unsupported("deletes are disabled on this registry")
+    async with reg.db.write() as conn:
+        repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repo))).scalar()
+        result = await conn.execute(
+            delete(repository_blobs).where(
+                repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest
+            )
+        )
+    if not result.rowcount:
+        raise BlobUnknown(detail={"digest": digest})
+    reg.cache.invalidate()

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.cache import MetadataCache
+from registry.config import Config
+from registry.metadata.db import Database
+from storage.base import BlobStorage
+
+
+@dataclass
+class Registry:
+    """Everything the model functions need, built once per process."""
+
+    config: Config
+    db: Database
+    storage: BlobStorage
+    cache: MetadataCache

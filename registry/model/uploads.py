@@ -1,0 +1,387 @@
+"""Blob upload sessions: start, append (PATCH), finish (PUT), cancel, mount, purge.
+
+Session state (size, running hash, driver state) lives in the database, so any
+request of a session may reach any worker or replica. Appends to one session
+are serialised by an upload lock; the bytes are hashed while they arrive and
+the common single-PATCH upload never reads its blob back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from registry.errors import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+)
+from registry.hashing import Hasher, new_hasher
+from registry.locks import upload_lock
+from registry.metadata.db import as_utc, utcnow
+from registry.metadata.schema import blobs, repositories, repository_blobs, uploads
+from registry.model.blobs import link_blob
+from registry.model.context import Registry
+from registry.model.repositories import ensure_repository, repository_id
+from registry.names import split_digest
+from storage.base import BlobNotFound, StorageError
+
+log = logging.getLogger("okura.uploads")
+
+
+@dataclass
+class UploadState:
+    id: str
+    repository_id: int
+    size: int
+    hash_state: bytes | None
+    driver_state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    start: int
+    end: int  # inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class BodyIncomplete(Exception):
+    """The request body ended before its declared length."""
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+async def start_upload(reg: Registry, repo: str) -> str:
+    upload_id = str(uuid.uuid4())
+    driver_state = await reg.storage.start_upload(upload_id)
+    now = utcnow()
+    try:
+        async with reg.db.write() as conn:
+            repo_id = await ensure_repository(reg, conn, repo)
+            await conn.execute(
+                uploads.insert().values(
+                    id=upload_id,
+                    repository_id=repo_id,
+                    size=0,
+                    hash_state=None,
+                    driver_state=driver_state,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except BaseException:
+        await reg.storage.cancel_upload(upload_id, driver_state)
+        raise
+    return upload_id
+
+
+async def _load(reg: Registry, repo: str, upload_id: str) -> UploadState:
+    repo_id = await repository_id(reg, repo)
+    async with reg.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(uploads.c.size, uploads.c.hash_state, uploads.c.driver_state, uploads.c.repository_id).where(
+                    uploads.c.id == upload_id
+                )
+            )
+        ).first()
+    if row is None or repo_id is None or row.repository_id != repo_id:
+        raise BlobUploadUnknown(detail={"uuid": upload_id})
+    return UploadState(upload_id, repo_id, row.size, row.hash_state, row.driver_state or {})
+
+
+async def upload_size(reg: Registry, repo: str, upload_id: str) -> int:
+    return (await _load(reg, repo, upload_id)).size
+
+
+async def cancel_upload(reg: Registry, repo: str, upload_id: str) -> None:
+    async with upload_lock(reg, upload_id):
+        state = await _load(reg, repo, upload_id)
+        async with reg.db.write() as conn:
+            await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+        await reg.storage.cancel_upload(upload_id, state.driver_state)
+
+
+# -- appending ---------------------------------------------------------------------------------
+
+
+async def _coalesce(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """Regroup the small chunks the server receives into large buffers: per-call costs
+    of hashing and writing are then negligible."""
+    parts: list[bytes] = []
+    pending = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        parts.append(chunk)
+        pending += len(chunk)
+        if pending >= size:
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts, pending = [], 0
+    if parts:
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _ingest(
+    body: AsyncIterator[bytes], hasher: Hasher | None, write: Callable[[bytes], Awaitable[None]], buffer_size: int
+) -> int:
+    """Hash and write each buffer in worker threads while the next one is received."""
+    total = 0
+    pending: Awaitable[Any] | None = None
+    try:
+        async for data in _coalesce(body, buffer_size):
+            if pending is not None:
+                await pending
+            total += len(data)
+            if hasher is not None:
+                pending = asyncio.gather(asyncio.to_thread(hasher.update, data), write(data))
+            else:
+                pending = asyncio.ensure_future(write(data))
+        if pending is not None:
+            await pending
+            pending = None
+    finally:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)  # never leave a thread writing
+    return total
+
+
+async def _append(
+    reg: Registry, state: UploadState, body: AsyncIterator[bytes], expected_length: int | None
+) -> UploadState:
+    """Append a request body to the session and record the new size and hash state."""
+    try:
+        hasher: Hasher | None = (
+            new_hasher("sha256", state.hash_state) if (state.hash_state is not None or state.size == 0) else None
+        )
+    except ValueError:
+        hasher = None
+    try:
+        writer = await reg.storage.upload_writer(state.id, state.driver_state, state.size)
+    except BlobNotFound:
+        raise BlobUploadUnknown("upload data is gone", detail={"uuid": state.id}) from None
+    except StorageError as e:
+        raise BlobUploadInvalid(str(e), detail={"uuid": state.id}) from None
+    try:
+        received = await _ingest(body, hasher, writer.write, reg.config.uploads.chunk_buffer)
+        if expected_length is not None and received != expected_length:
+            raise SizeInvalid(
+                f"received {received} bytes, expected {expected_length}",
+                detail={"uuid": state.id, "received": received, "expected": expected_length},
+            )
+        driver_state = await writer.finish()
+    except BaseException:
+        # Bytes written past the recorded size are dropped by the next writer.
+        await writer.abort()
+        raise
+    if received == 0:
+        return state
+    new = UploadState(
+        state.id,
+        state.repository_id,
+        state.size + received,
+        hasher.state() if hasher is not None else None,
+        driver_state,
+    )
+    async with reg.db.write() as conn:
+        result = await conn.execute(
+            update(uploads)
+            .where(uploads.c.id == state.id, uploads.c.size == state.size)
+            .values(size=new.size, hash_state=new.hash_state, driver_state=new.driver_state, updated_at=utcnow())
+        )
+    if not result.rowcount:
+        raise BlobUploadUnknown("upload was cancelled or changed concurrently", detail={"uuid": state.id})
+    return new
+
+
+async def append_chunk(
+    reg: Registry,
+    repo: str,
+    upload_id: str,
+    body: AsyncIterator[bytes],
+    content_range: ContentRange | None,
+    content_length: int | None,
+) -> int:
+    """PATCH: append one chunk; returns the new size. An out-of-order chunk raises
+    RANGE_INVALID (416) and leaves the session usable."""
+    async with upload_lock(reg, upload_id):
+        state = await _load(reg, repo, upload_id)
+        expected = content_length
+        if content_range is not None:
+            if content_range.start != state.size:
+                raise RangeInvalid(
+                    f"chunk starts at {content_range.start}, upload has {state.size} bytes",
+                    detail={"uuid": upload_id, "size": state.size},
+                    headers=_range_headers(repo, upload_id, state.size),
+                )
+            if content_length is not None and content_length != content_range.length:
+                raise SizeInvalid("Content-Length does not match Content-Range", detail={"uuid": upload_id})
+            expected = content_range.length
+        state = await _append(reg, state, body, expected)
+        return state.size
+
+
+def _range_headers(repo: str, upload_id: str, size: int) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{repo}/blobs/uploads/{upload_id}",
+        "Range": f"0-{max(size - 1, 0)}",
+        "Docker-Upload-UUID": upload_id,
+    }
+
+
+async def _verify_digest(reg: Registry, state: UploadState, digest: str) -> None:
+    algorithm, encoded = split_digest(digest)
+    actual: str | None = None
+    if algorithm == "sha256" and (state.hash_state is not None or state.size == 0):
+        actual = new_hasher("sha256", state.hash_state).hexdigest()
+    else:
+        # Rare: another algorithm, or no resumable state. Read the upload back once.
+        hasher = new_hasher(algorithm)
+        async for chunk in reg.storage.read_upload(state.id, state.driver_state):
+            await asyncio.to_thread(hasher.update, chunk) if len(chunk) > 65536 else hasher.update(chunk)
+        actual = hasher.hexdigest()
+    if actual != encoded:
+        raise DigestInvalid(detail={"expected": digest, "actual": f"{algorithm}:{actual}"})
+
+
+async def finish_upload(
+    reg: Registry,
+    repo: str,
+    upload_id: str,
+    digest: str,
+    body: AsyncIterator[bytes] | None,
+    content_length: int | None,
+    content_range: ContentRange | None = None,
+) -> int:
+    """PUT ?digest=: append an optional last chunk, verify the digest and commit.
+    Returns the blob size. On a digest mismatch nothing is stored and the session ends."""
+    async with upload_lock(reg, upload_id):
+        state = await _load(reg, repo, upload_id)
+        if content_range is not None and content_range.start != state.size:
+            raise RangeInvalid(
+                f"chunk starts at {content_range.start}, upload has {state.size} bytes",
+                headers=_range_headers(repo, upload_id, state.size),
+            )
+        if body is not None:
+            state = await _append(reg, state, body, content_length)
+        try:
+            await _verify_digest(reg, state, digest)
+        except DigestInvalid:
+            await _discard(reg, state)
+            raise
+        await _commit(reg, state, digest)
+        return state.size
+
+
+async def _discard(reg: Registry, state: UploadState) -> None:
+    async with reg.db.write() as conn:
+        await conn.execute(delete(uploads).where(uploads.c.id == state.id))
+    await reg.storage.cancel_upload(state.id, state.driver_state)
+
+
+async def _commit(reg: Registry, state: UploadState, digest: str) -> None:
+    try:
+        await reg.storage.commit_upload(state.id, state.driver_state, digest, state.size)
+    except BlobNotFound:
+        raise BlobUploadUnknown("upload data is gone", detail={"uuid": state.id}) from None
+    # Storage first, metadata second: a crash in between leaves an unreferenced blob
+    # (collected later), never metadata pointing at nothing.
+    async with reg.db.write() as conn:
+        await link_blob(reg, conn, state.repository_id, digest, state.size)
+        await conn.execute(delete(uploads).where(uploads.c.id == state.id))
+
+
+async def monolithic_upload(
+    reg: Registry, repo: str, digest: str, body: AsyncIterator[bytes], content_length: int | None
+) -> int:
+    """POST ?digest=: the whole blob in one request."""
+    upload_id = await start_upload(reg, repo)
+    try:
+        return await finish_upload(reg, repo, upload_id, digest, body, content_length)
+    except BaseException:
+        with contextlib.suppress(Exception):  # already discarded or committed
+            await cancel_upload(reg, repo, upload_id)
+        raise
+
+
+# -- mounting ----------------------------------------------------------------------------------
+
+
+async def mount_blob(
+    reg: Registry, repo: str, digest: str, source: str | None, may_read: Callable[[str], Awaitable[bool]]
+) -> int | None:
+    """Link a blob from another repository. With no source, any repository the caller may
+    read is a candidate. Returns the size, or None when the caller must upload instead."""
+    async with reg.db.read() as conn:
+        query = (
+            select(repositories.c.name, blobs.c.size)
+            .select_from(
+                repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
+                    blobs, blobs.c.digest == repository_blobs.c.digest
+                )
+            )
+            .where(repository_blobs.c.digest == digest)
+        )
+        if source is not None:
+            query = query.where(repositories.c.name == source)
+        rows = (await conn.execute(query.limit(50))).all()
+    for row in rows:
+        if row.name == repo or await may_read(row.name):
+            async with reg.db.write() as conn:
+                repo_id = await ensure_repository(reg, conn, repo)
+                await link_blob(reg, conn, repo_id, digest, row.size)
+            return row.size
+    return None
+
+
+# -- purging -----------------------------------------------------------------------------------
+
+
+async def purge_stale_uploads(reg: Registry, max_age: float) -> int:
+    """Remove sessions idle for longer than `max_age` seconds, and upload data that no
+    session records (left by a crash between storage and database)."""
+    cutoff = utcnow() - timedelta(seconds=max_age)
+    async with reg.db.read() as conn:
+        stale = (
+            await conn.execute(select(uploads.c.id, uploads.c.driver_state).where(uploads.c.updated_at < cutoff))
+        ).all()
+        known = set((await conn.execute(select(uploads.c.id))).scalars())
+    purged = 0
+    for row in stale:
+        async with upload_lock(reg, row.id):
+            async with reg.db.write() as conn:
+                result = await conn.execute(
+                    delete(uploads).where(uploads.c.id == row.id, uploads.c.updated_at < cutoff)
+                )
+            if result.rowcount:
+                await reg.storage.cancel_upload(row.id, row.driver_state or {})
+                purged += 1
+    async for upload_id, modified in reg.storage.list_uploads():
+        if upload_id in known or modified > cutoff.timestamp():
+            continue
+        async with reg.db.read() as conn:
+            exists = (await conn.execute(select(uploads.c.id).where(uploads.c.id == upload_id))).first()
+        if not exists:
+            await reg.storage.cancel_upload(upload_id, {})
+            purged += 1
+    if purged:
+        log.info("purged stale uploads", extra={"count": purged})
+    return purged
+
+
+def upload_age(created_at: Any) -> float:
+    return (utcnow() - as_utc(created_at)).total_seconds()

@@ -1,0 +1,41 @@
+"""Leases in the metadata database: the holder of a named lease runs that job; a dead
+holder's lease expires and another process takes over."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+
+from registry.metadata.db import Database, as_utc, utcnow
+from registry.metadata.schema import leases
+
+HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def acquire(db: Database, name: str, ttl: float, holder: str = HOLDER) -> bool:
+    """Take or renew the lease. True when `holder` holds it until now + ttl."""
+    now = utcnow()
+    expires = now + timedelta(seconds=ttl)
+    async with db.write() as conn:
+        row = (await conn.execute(select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name))).first()
+        if row is None:
+            await conn.execute(db.insert_ignore(leases, ["name"]).values(name=name, holder=holder, expires_at=expires))
+            row = (await conn.execute(select(leases.c.holder).where(leases.c.name == name))).first()
+            return row is not None and row.holder == holder
+        if row.holder != holder and as_utc(row.expires_at) > now:
+            return False
+        result = await conn.execute(
+            update(leases)
+            .where(leases.c.name == name, leases.c.holder == row.holder)
+            .values(holder=holder, expires_at=expires)
+        )
+        return bool(result.rowcount)
+
+
+async def release(db: Database, name: str, holder: str = HOLDER) -> None:
+    async with db.write() as conn:
+        await conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))

@@ -1,0 +1,218 @@
+"""Filesystem driver: content-addressed blobs under `<root>/blobs/<alg>/<xx>/<hex>`,
+uploads under `<root>/uploads/<id>`. A blob becomes visible only through an
+atomic rename of a fully written, fsynced upload file, so a crash can never
+expose a partial blob."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+from storage.base import (
+    READ_CHUNK,
+    BlobInfo,
+    BlobNotFound,
+    StorageError,
+    check_digest,
+    check_upload_id,
+)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemUploadWriter:
+    def __init__(self, file: Any):
+        self._file = file
+
+    async def write(self, data: bytes) -> None:
+        await self._file.write(data)
+
+    async def finish(self) -> dict[str, Any]:
+        await self._file.close()
+        return {}
+
+    async def abort(self) -> None:
+        await self._file.close()
+
+
+class FilesystemStorage:
+    name = "filesystem"
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self._blobs = os.path.join(self.root, "blobs")
+        self._uploads = os.path.join(self.root, "uploads")
+
+    async def open(self) -> None:
+        for path in (self._blobs, self._uploads):
+            await aiofiles.os.makedirs(path, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    async def check(self) -> None:
+        if not await aiofiles.os.path.isdir(self._blobs) or not os.access(self._uploads, os.W_OK):
+            raise StorageError(f"storage root {self.root} is not a writable directory")
+
+    def blob_path(self, digest: str) -> str:
+        check_digest(digest)
+        algorithm, encoded = digest.split(":", 1)
+        return os.path.join(self._blobs, algorithm, encoded[:2], encoded)
+
+    def _upload_path(self, upload_id: str) -> str:
+        check_upload_id(upload_id)
+        return os.path.join(self._uploads, upload_id)
+
+    # uploads -------------------------------------------------------------------------------
+
+    async def start_upload(self, upload_id: str) -> dict[str, Any]:
+        path = self._upload_path(upload_id)
+        await asyncio.to_thread(lambda: open(path, "xb").close())
+        return {}
+
+    async def upload_writer(self, upload_id: str, state: dict[str, Any], offset: int) -> FilesystemUploadWriter:
+        path = self._upload_path(upload_id)
+
+        def _open() -> int:
+            fd = os.open(path, os.O_WRONLY)
+            size = os.fstat(fd).st_size
+            if size < offset:
+                os.close(fd)
+                raise StorageError(f"upload {upload_id} holds {size} bytes, expected {offset}")
+            if size > offset:  # bytes of a request that failed before it was recorded
+                os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            return fd
+
+        try:
+            fd = await asyncio.to_thread(_open)
+        except FileNotFoundError as e:
+            raise BlobNotFound(upload_id) from e
+        file = await aiofiles.open(fd, "wb", buffering=0, closefd=True)
+        return FilesystemUploadWriter(file)
+
+    async def read_upload(self, upload_id: str, state: dict[str, Any]) -> AsyncIterator[bytes]:
+        async for chunk in self._read_path(self._upload_path(upload_id), 0, None):
+            yield chunk
+
+    async def commit_upload(self, upload_id: str, state: dict[str, Any], digest: str, size: int) -> None:
+        src = self._upload_path(upload_id)
+        dst = self.blob_path(digest)
+
+        def _commit() -> None:
+            fd = os.open(src, os.O_RDONLY)
+            try:
+                if os.fstat(fd).st_size != size:
+                    raise StorageError(f"upload {upload_id} size changed during commit")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            parent = os.path.dirname(dst)
+            os.makedirs(parent, exist_ok=True)
+            # Replacing an existing blob is harmless: same digest, same bytes.
+            os.rename(src, dst)
+            _fsync_dir(parent)
+
+        try:
+            await asyncio.to_thread(_commit)
+        except FileNotFoundError as e:
+            raise BlobNotFound(upload_id) from e
+
+    async def cancel_upload(self, upload_id: str, state: dict[str, Any]) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(self._upload_path(upload_id))
+
+    async def list_uploads(self) -> AsyncIterator[tuple[str, float]]:
+        entries = await asyncio.to_thread(lambda: list(os.scandir(self._uploads)))
+        for entry in entries:
+            try:
+                yield entry.name, entry.stat().st_mtime
+            except FileNotFoundError:
+                continue
+
+    # blobs ---------------------------------------------------------------------------------
+
+    async def stat(self, digest: str) -> BlobInfo | None:
+        try:
+            st = await aiofiles.os.stat(self.blob_path(digest))
+        except FileNotFoundError:
+            return None
+        return BlobInfo(digest, st.st_size, st.st_mtime)
+
+    def read(self, digest: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self._read_path(self.blob_path(digest), offset, length)
+
+    async def _read_path(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        # One thread hop opens and reads the first chunk; pread avoids seek state.
+        loop = asyncio.get_running_loop()
+        want = READ_CHUNK if length is None else min(READ_CHUNK, length)
+
+        def _first() -> tuple[int, bytes]:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return fd, os.pread(fd, want, offset)
+            except BaseException:
+                os.close(fd)
+                raise
+
+        try:
+            fd, chunk = await loop.run_in_executor(None, _first)
+        except FileNotFoundError as e:
+            raise BlobNotFound(path) from e
+        try:
+            remaining = None if length is None else length - len(chunk)
+            pos = offset + len(chunk)
+            while chunk:
+                yield chunk
+                if remaining is not None and remaining <= 0:
+                    break
+                n = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await loop.run_in_executor(None, os.pread, fd, n, pos)
+                pos += len(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+        finally:
+            os.close(fd)
+
+    async def delete(self, digest: str) -> bool:
+        try:
+            await aiofiles.os.remove(self.blob_path(digest))
+            return True
+        except FileNotFoundError:
+            return False
+
+    async def list_blobs(self) -> AsyncIterator[BlobInfo]:
+        def _walk() -> list[BlobInfo]:
+            found = []
+            for algorithm in sorted(os.listdir(self._blobs)):
+                for dirpath, _dirs, files in os.walk(os.path.join(self._blobs, algorithm)):
+                    for f in files:
+                        try:
+                            st = os.stat(os.path.join(dirpath, f))
+                        except FileNotFoundError:
+                            continue
+                        found.append(BlobInfo(f"{algorithm}:{f}", st.st_size, st.st_mtime))
+            return found
+
+        for info in await asyncio.to_thread(_walk):
+            yield info
+
+    async def redirect_url(self, digest: str, method: str) -> str | None:
+        return None
+
+
+def is_no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

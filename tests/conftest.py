@@ -1,0 +1,115 @@
+"""Shared fixtures: an Okura app per test on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from registry.app import create_app
+from registry.config import config_from_dict
+
+PG_ADMIN_URL = os.environ.get("OKURA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_PG = os.environ.get("OKURA_TEST_REQUIRE_POSTGRES") == "1"
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pg_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this test session; its URL."""
+    name = f"okura_test_{uuid.uuid4().hex[:10]}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except Exception as e:  # no server here
+        if REQUIRE_PG:
+            raise
+        pytest.skip(f"PostgreSQL unavailable at {PG_ADMIN_URL}: {e}")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _truncate_pg(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+            )
+        ]
+        if tables:
+            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def pg_url(backend, request) -> str | None:
+    return request.getfixturevalue("pg_database") if backend == "postgres" else None
+
+
+@pytest_asyncio.fixture
+async def make_app(tmp_path, pg_url):
+    """Build and start apps with optional config overrides; all are stopped after the test."""
+    started = []
+
+    async def factory(**overrides):
+        data = {"data_dir": str(tmp_path / "data"), "log": {"access_log": False}}
+        if pg_url:
+            if not started:
+                await _truncate_pg(pg_url)
+            data["database"] = {"url": pg_url}
+        for key, value in overrides.items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+        config = config_from_dict(data)
+        app = create_app(config, background=False)
+        starlette_app = app.app
+        ctx = starlette_app.router.lifespan_context(starlette_app)
+        await ctx.__aenter__()
+        started.append(ctx)
+        return app
+
+    yield factory
+    for ctx in reversed(started):
+        await ctx.__aexit__(None, None, None)
+
+
+@pytest_asyncio.fixture
+async def app(make_app):
+    return await make_app()
+
+
+@pytest_asyncio.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as c:
+        yield c
+
+
+@pytest.fixture
+def registry_model(app):
+    """The registry model behind the app (for checks below the HTTP layer)."""
+    return app.app.state.registry
