@@ -136,11 +136,6 @@ class PaginationConfig:
 
 
 @dataclass
-class AuthConfig:
-    enabled: bool = False
-
-
-@dataclass
 class Config:
     data_dir: str = "./data"
     http: HTTPConfig = field(default_factory=HTTPConfig)
@@ -151,7 +146,6 @@ class Config:
     manifests: ManifestsConfig = field(default_factory=ManifestsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     pagination: PaginationConfig = field(default_factory=PaginationConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
 
     # derived values -----------------------------------------------------------------------
     @property

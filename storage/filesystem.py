@@ -79,15 +79,14 @@ class FilesystemStorage:
     # uploads -------------------------------------------------------------------------------
 
     async def start_upload(self, upload_id: str) -> dict[str, Any]:
-        path = self._upload_path(upload_id)
-        await asyncio.to_thread(lambda: open(path, "xb").close())
-        return {}
+        check_upload_id(upload_id)
+        return {}  # the file appears with the first write
 
     async def upload_writer(self, upload_id: str, state: dict[str, Any], offset: int) -> FilesystemUploadWriter:
         path = self._upload_path(upload_id)
 
         def _open() -> int:
-            fd = os.open(path, os.O_WRONLY)
+            fd = os.open(path, os.O_WRONLY | (os.O_CREAT if offset == 0 else 0), 0o644)
             size = os.fstat(fd).st_size
             if size < offset:
                 os.close(fd)
@@ -105,14 +104,19 @@ class FilesystemStorage:
         return FilesystemUploadWriter(file)
 
     async def read_upload(self, upload_id: str, state: dict[str, Any]) -> AsyncIterator[bytes]:
-        async for chunk in self._read_path(self._upload_path(upload_id), 0, None):
-            yield chunk
+        try:
+            async for chunk in self._read_path(self._upload_path(upload_id), 0, None):
+                yield chunk
+        except BlobNotFound:
+            return  # nothing was written yet
 
     async def commit_upload(self, upload_id: str, state: dict[str, Any], digest: str, size: int) -> None:
         src = self._upload_path(upload_id)
         dst = self.blob_path(digest)
 
         def _commit() -> None:
+            if size == 0 and not os.path.exists(src):
+                open(src, "xb").close()  # an empty blob: no write ever created the file
             fd = os.open(src, os.O_RDONLY)
             try:
                 if os.fstat(fd).st_size != size:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, delete, select
 
 from registry.errors import BlobUnknown, Unsupported
-from registry.metadata.db import utcnow
+from registry.metadata.db import Database, utcnow
 from registry.metadata.schema import blobs, repositories, repository_blobs
 from registry.model.context import Registry
 from storage.base import BlobNotFound
 
 
-@dataclass(frozen=True)
-class BlobRange:
-    start: int
-    end: int  # inclusive
+def _linked_size(conn: Connection, repo: str, digest: str) -> int | None:
+    return conn.execute(
+        select(blobs.c.size)
+        .select_from(
+            repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
+                blobs, blobs.c.digest == repository_blobs.c.digest
+            )
+        )
+        .where(repositories.c.name == repo, repository_blobs.c.digest == digest)
+    ).scalar()
 
 
 async def linked_blob_size(reg: Registry, repo: str, digest: str) -> int | None:
@@ -27,18 +31,7 @@ async def linked_blob_size(reg: Registry, repo: str, digest: str) -> int | None:
     if cached is not None:
         return cached
     gen = reg.cache.generation.current()
-    async with reg.db.read() as conn:
-        size = (
-            await conn.execute(
-                select(blobs.c.size)
-                .select_from(
-                    repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
-                        blobs, blobs.c.digest == repository_blobs.c.digest
-                    )
-                )
-                .where(repositories.c.name == repo, repository_blobs.c.digest == digest)
-            )
-        ).scalar()
+    size = await reg.db.read(_linked_size, repo, digest)
     if size is not None:
         reg.cache.put(key, size, gen)
     return size
@@ -76,27 +69,30 @@ async def redirect_url(reg: Registry, digest: str, method: str) -> str | None:
     return await reg.storage.redirect_url(digest, method)
 
 
-async def link_blob(reg: Registry, conn: AsyncConnection, repo_id: int, digest: str, size: int) -> None:
+def link_blob(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> None:
+    """Record a stored blob and make it visible in a repository (inside a write transaction)."""
     now = utcnow()
-    await conn.execute(reg.db.insert_ignore(blobs, ["digest"]).values(digest=digest, size=size, created_at=now))
-    await conn.execute(
-        reg.db.insert_ignore(repository_blobs, ["repository_id", "digest"]).values(
+    conn.execute(db.insert_ignore(blobs, ["digest"]).values(digest=digest, size=size, created_at=now))
+    conn.execute(
+        db.insert_ignore(repository_blobs, ["repository_id", "digest"]).values(
             repository_id=repo_id, digest=digest, created_at=now
         )
     )
+
+
+def _unlink(conn: Connection, repo: str, digest: str) -> int:
+    repo_id = conn.execute(select(repositories.c.id).where(repositories.c.name == repo)).scalar()
+    if repo_id is None:
+        return 0
+    return conn.execute(
+        delete(repository_blobs).where(repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest)
+    ).rowcount
 
 
 async def unlink_blob(reg: Registry, repo: str, digest: str) -> None:
     """Remove a blob from one repository. Storage is reclaimed later by garbage collection."""
     if not reg.config.storage.delete_enabled:
         raise Unsupported("deletes are disabled on this registry")
-    async with reg.db.write() as conn:
-        repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repo))).scalar()
-        result = await conn.execute(
-            delete(repository_blobs).where(
-                repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest
-            )
-        )
-    if not result.rowcount:
+    if not await reg.db.write(_unlink, repo, digest):
         raise BlobUnknown(detail={"digest": digest})
     reg.cache.invalidate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from registry.errors import NameUnknown
 from registry.metadata.schema import manifests, repositories, tags
@@ -28,16 +28,21 @@ async def list_tags(reg: Registry, repo: str, limit: int | None, last: str | Non
     if limit == 0:
         return Page([], False)
     name_col = _ordered(reg, tags.c.name)
-    async with reg.db.read() as conn:
-        repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repo))).scalar()
+
+    def fetch(conn: Connection) -> list[str] | None:
+        repo_id = conn.execute(select(repositories.c.id).where(repositories.c.name == repo)).scalar()
         if repo_id is None:
-            raise NameUnknown(detail={"name": repo})
+            return None
         query = select(tags.c.name).where(tags.c.repository_id == repo_id).order_by(name_col)
         if last:
             query = query.where(name_col > last)
         if limit is not None:
             query = query.limit(limit + 1)
-        names = list((await conn.execute(query)).scalars())
+        return list(conn.execute(query).scalars())
+
+    names = await reg.db.read(fetch)
+    if names is None:
+        raise NameUnknown(detail={"name": repo})
     if limit is not None and len(names) > limit:
         return Page(names[:limit], True)
     return Page(names, False)
@@ -52,8 +57,7 @@ async def list_repositories(reg: Registry, limit: int | None, last: str | None) 
         query = query.where(name_col > last)
     if limit is not None:
         query = query.limit(limit + 1)
-    async with reg.db.read() as conn:
-        names = list((await conn.execute(query)).scalars())
+    names = await reg.db.read(lambda conn: list(conn.execute(query).scalars()))
     if limit is not None and len(names) > limit:
         return Page(names[:limit], True)
     return Page(names, False)
@@ -75,8 +79,7 @@ async def list_referrers(reg: Registry, repo: str, subject: str, artifact_type: 
     )
     if artifact_type is not None:
         query = query.where(manifests.c.artifact_type == artifact_type)
-    async with reg.db.read() as conn:
-        rows = (await conn.execute(query)).all()
+    rows = await reg.db.read(lambda conn: conn.execute(query).all())
     descriptors = []
     for row in rows:
         descriptor: dict[str, Any] = {"mediaType": row.media_type, "digest": row.digest, "size": row.size}

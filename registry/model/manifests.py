@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 
 from registry.errors import (
     DigestInvalid,
@@ -14,7 +15,7 @@ from registry.errors import (
     ManifestUnknown,
     Unsupported,
 )
-from registry.metadata.db import utcnow
+from registry.metadata.db import Database, utcnow
 from registry.metadata.schema import (
     manifest_blobs,
     manifest_children,
@@ -25,7 +26,7 @@ from registry.metadata.schema import (
     tags,
 )
 from registry.model.context import Registry
-from registry.model.manifest_format import parse_manifest
+from registry.model.manifest_format import ParsedManifest, parse_manifest
 from registry.model.repositories import ensure_repository
 from registry.names import is_digest, split_digest
 
@@ -47,12 +48,7 @@ def compute_digest(content: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}"
 
 
-async def get_manifest(reg: Registry, repo: str, reference: str) -> StoredManifest:
-    key = ("manifest", repo, reference)
-    cached = reg.cache.get(key)
-    if cached is not None:
-        return cached
-    gen = reg.cache.generation.current()
+def _select_manifest(conn: Connection, repo: str, reference: str) -> Any:
     query = select(manifests.c.digest, manifests.c.media_type, manifests.c.content)
     if is_digest(reference):
         query = query.select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id)).where(
@@ -64,13 +60,96 @@ async def get_manifest(reg: Registry, repo: str, reference: str) -> StoredManife
                 repositories, repositories.c.id == tags.c.repository_id
             )
         ).where(repositories.c.name == repo, tags.c.name == reference)
-    async with reg.db.read() as conn:
-        row = (await conn.execute(query)).first()
+    return conn.execute(query).first()
+
+
+async def get_manifest(reg: Registry, repo: str, reference: str) -> StoredManifest:
+    key = ("manifest", repo, reference)
+    cached = reg.cache.get(key)
+    if cached is not None:
+        return cached
+    gen = reg.cache.generation.current()
+    row = await reg.db.read(_select_manifest, repo, reference)
     if row is None:
         raise ManifestUnknown(detail={"reference": reference})
     found = StoredManifest(row.digest, row.media_type, bytes(row.content))
     reg.cache.put(key, found, gen, size=len(found.content) + 200)
     return found
+
+
+def _missing(conn: Connection, column: Any, repo_column: Any, repo_id: int, wanted: list[str]) -> list[str]:
+    present = set(conn.execute(select(column).where(repo_column == repo_id, column.in_(wanted))).scalars())
+    return [d for d in wanted if d not in present]
+
+
+def _store_manifest(
+    conn: Connection,
+    db: Database,
+    repo: str,
+    digest: str,
+    tag: str | None,
+    content: bytes,
+    parsed: ParsedManifest,
+    pushed_by: str | None,
+) -> bool:
+    """Record a verified manifest and move the tag. Returns True when an existing tag moved."""
+    now = utcnow()
+    repo_id = ensure_repository(db, conn, repo)
+    if parsed.blobs:
+        missing = _missing(conn, repository_blobs.c.digest, repository_blobs.c.repository_id, repo_id, parsed.blobs)
+        if missing:
+            raise ManifestBlobUnknown(f"blob {missing[0]} is not in repository {repo}", detail={"digests": missing})
+    if parsed.children:
+        missing = _missing(conn, manifests.c.digest, manifests.c.repository_id, repo_id, parsed.children)
+        if missing:
+            raise ManifestUnknown(
+                f"manifest {missing[0]} referenced by the index is not in repository {repo}",
+                detail={"digests": missing},
+            )
+    conn.execute(
+        db.insert_ignore(manifests, ["repository_id", "digest"]).values(
+            repository_id=repo_id,
+            digest=digest,
+            media_type=parsed.media_type,
+            size=len(content),
+            content=content,
+            config_digest=parsed.config_digest,
+            subject_digest=parsed.subject,
+            artifact_type=parsed.artifact_type,
+            annotations=parsed.annotations,
+            created_at=now,
+            pushed_by=pushed_by,
+        )
+    )
+    manifest_id = conn.execute(
+        select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == digest)
+    ).scalar_one()
+    if parsed.blobs:
+        conn.execute(
+            db.insert_ignore(manifest_blobs, ["manifest_id", "digest"]),
+            [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
+        )
+    if parsed.children:
+        conn.execute(
+            db.insert_ignore(manifest_children, ["manifest_id", "child_digest"]),
+            [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
+        )
+    if tag is None:
+        return False
+    current = conn.execute(
+        select(tags.c.manifest_id).where(tags.c.repository_id == repo_id, tags.c.name == tag)
+    ).scalar()
+    if current == manifest_id:
+        return False
+    conn.execute(
+        db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at"]).values(
+            repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now
+        )
+    )
+    conn.execute(
+        tag_events.insert().values(repository_id=repo_id, tag=tag, digest=digest, created_at=now, pushed_by=pushed_by)
+    )
+    return current is not None
 
 
 async def put_manifest(
@@ -91,114 +170,35 @@ async def put_manifest(
         digest = compute_digest(content)
         tag = reference
     parsed = parse_manifest(content, content_type)
-    now = utcnow()
-    moved_tag = False
-    async with reg.db.write() as conn:
-        repo_id = await ensure_repository(reg, conn, repo)
-        if parsed.blobs:
-            present = set(
-                (
-                    await conn.execute(
-                        select(repository_blobs.c.digest).where(
-                            repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest.in_(parsed.blobs)
-                        )
-                    )
-                ).scalars()
-            )
-            missing = [d for d in parsed.blobs if d not in present]
-            if missing:
-                raise ManifestBlobUnknown(f"blob {missing[0]} is not in repository {repo}", detail={"digests": missing})
-        if parsed.children:
-            present = set(
-                (
-                    await conn.execute(
-                        select(manifests.c.digest).where(
-                            manifests.c.repository_id == repo_id, manifests.c.digest.in_(parsed.children)
-                        )
-                    )
-                ).scalars()
-            )
-            missing = [d for d in parsed.children if d not in present]
-            if missing:
-                raise ManifestUnknown(
-                    f"manifest {missing[0]} referenced by the index is not in repository {repo}",
-                    detail={"digests": missing},
-                )
-        await conn.execute(
-            reg.db.insert_ignore(manifests, ["repository_id", "digest"]).values(
-                repository_id=repo_id,
-                digest=digest,
-                media_type=parsed.media_type,
-                size=len(content),
-                content=content,
-                config_digest=parsed.config_digest,
-                subject_digest=parsed.subject,
-                artifact_type=parsed.artifact_type,
-                annotations=parsed.annotations,
-                created_at=now,
-                pushed_by=pushed_by,
-            )
-        )
-        manifest_id = (
-            await conn.execute(
-                select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == digest)
-            )
-        ).scalar_one()
-        if parsed.blobs:
-            await conn.execute(
-                reg.db.insert_ignore(manifest_blobs, ["manifest_id", "digest"]),
-                [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
-            )
-        if parsed.children:
-            await conn.execute(
-                reg.db.insert_ignore(manifest_children, ["manifest_id", "child_digest"]),
-                [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
-            )
-        if tag is not None:
-            current = (
-                await conn.execute(
-                    select(tags.c.manifest_id).where(tags.c.repository_id == repo_id, tags.c.name == tag)
-                )
-            ).first()
-            if current is None or current.manifest_id != manifest_id:
-                await conn.execute(
-                    reg.db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at"]).values(
-                        repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now
-                    )
-                )
-                await conn.execute(
-                    tag_events.insert().values(
-                        repository_id=repo_id, tag=tag, digest=digest, created_at=now, pushed_by=pushed_by
-                    )
-                )
-                moved_tag = current is not None
-    if moved_tag:
+    if await reg.db.write(_store_manifest, reg.db, repo, digest, tag, content, parsed, pushed_by):
         reg.cache.invalidate()
     return PutResult(digest, parsed.subject)
+
+
+def _delete(conn: Connection, repo: str, reference: str) -> bool:
+    repo_id = conn.execute(select(repositories.c.id).where(repositories.c.name == repo)).scalar()
+    if repo_id is None:
+        return False
+    if not is_digest(reference):
+        return bool(
+            conn.execute(delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == reference)).rowcount
+        )
+    manifest_id = conn.execute(
+        select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == reference)
+    ).scalar()
+    if manifest_id is None:
+        return False
+    conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
+    conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id == manifest_id))
+    conn.execute(delete(manifest_children).where(manifest_children.c.manifest_id == manifest_id))
+    conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
+    return True
 
 
 async def delete_manifest(reg: Registry, repo: str, reference: str) -> None:
     """By digest: the manifest and every tag pointing at it. By tag: only the tag."""
     if not reg.config.storage.delete_enabled:
         raise Unsupported("deletes are disabled on this registry")
-    async with reg.db.write() as conn:
-        repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repo))).scalar()
-        if repo_id is None:
-            raise ManifestUnknown(detail={"reference": reference})
-        if is_digest(reference):
-            manifest_id = (
-                await conn.execute(
-                    select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == reference)
-                )
-            ).scalar()
-            if manifest_id is None:
-                raise ManifestUnknown(detail={"reference": reference})
-            await conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
-            await conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id == manifest_id))
-            await conn.execute(delete(manifest_children).where(manifest_children.c.manifest_id == manifest_id))
-            await conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
-        else:
-            result = await conn.execute(delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == reference))
-            if not result.rowcount:
-                raise ManifestUnknown(detail={"reference": reference})
+    if not await reg.db.write(_delete, repo, reference):
+        raise ManifestUnknown(detail={"reference": reference})
     reg.cache.invalidate()

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, select
 
-from registry.metadata.db import utcnow
+from registry.metadata.db import Database, utcnow
 from registry.metadata.schema import repositories
 from registry.model.context import Registry
+
+
+def _repository_id(conn: Connection, name: str) -> int | None:
+    return conn.execute(select(repositories.c.id).where(repositories.c.name == name)).scalar()
 
 
 async def repository_id(reg: Registry, name: str) -> int | None:
@@ -15,17 +18,17 @@ async def repository_id(reg: Registry, name: str) -> int | None:
     if cached is not None:
         return cached
     gen = reg.cache.generation.current()
-    async with reg.db.read() as conn:
-        repo_id = (await conn.execute(select(repositories.c.id).where(repositories.c.name == name))).scalar()
+    repo_id = await reg.db.read(_repository_id, name)
     if repo_id is not None:
         reg.cache.put(key, repo_id, gen)
     return repo_id
 
 
-async def ensure_repository(reg: Registry, conn: AsyncConnection, name: str) -> int:
-    """Create the repository if needed, inside the caller's write transaction."""
-    cached = reg.cache.get(("repo", name))
-    if cached is not None:
-        return cached
-    await conn.execute(reg.db.insert_ignore(repositories, ["name"]).values(name=name, created_at=utcnow()))
-    return (await conn.execute(select(repositories.c.id).where(repositories.c.name == name))).scalar_one()
+def ensure_repository(db: Database, conn: Connection, name: str) -> int:
+    """The repository's id, creating it if needed, inside the caller's write transaction."""
+    repo_id = _repository_id(conn, name)
+    if repo_id is None:
+        conn.execute(db.insert_ignore(repositories, ["name"]).values(name=name, created_at=utcnow()))
+        repo_id = _repository_id(conn, name)
+    assert repo_id is not None
+    return repo_id

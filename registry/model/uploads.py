@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from registry.errors import (
     BlobUploadInvalid,
@@ -28,11 +28,11 @@ from registry.errors import (
 )
 from registry.hashing import Hasher, new_hasher
 from registry.locks import upload_lock
-from registry.metadata.db import as_utc, utcnow
+from registry.metadata.db import utcnow
 from registry.metadata.schema import blobs, repositories, repository_blobs, uploads
 from registry.model.blobs import link_blob
 from registry.model.context import Registry
-from registry.model.repositories import ensure_repository, repository_id
+from registry.model.repositories import ensure_repository
 from registry.names import split_digest
 from storage.base import BlobNotFound, StorageError
 
@@ -42,7 +42,6 @@ log = logging.getLogger("okura.uploads")
 @dataclass
 class UploadState:
     id: str
-    repository_id: int
     size: int
     hash_state: bytes | None
     driver_state: dict[str, Any]
@@ -68,40 +67,47 @@ class BodyIncomplete(Exception):
 async def start_upload(reg: Registry, repo: str) -> str:
     upload_id = str(uuid.uuid4())
     driver_state = await reg.storage.start_upload(upload_id)
-    now = utcnow()
-    try:
-        async with reg.db.write() as conn:
-            repo_id = await ensure_repository(reg, conn, repo)
-            await conn.execute(
-                uploads.insert().values(
-                    id=upload_id,
-                    repository_id=repo_id,
-                    size=0,
-                    hash_state=None,
-                    driver_state=driver_state,
-                    created_at=now,
-                    updated_at=now,
-                )
+
+    def record(conn: Connection) -> None:
+        now = utcnow()
+        repo_id = ensure_repository(reg.db, conn, repo)
+        conn.execute(
+            uploads.insert().values(
+                id=upload_id,
+                repository_id=repo_id,
+                size=0,
+                hash_state=None,
+                driver_state=driver_state,
+                created_at=now,
+                updated_at=now,
             )
+        )
+
+    try:
+        await reg.db.write(record)
     except BaseException:
         await reg.storage.cancel_upload(upload_id, driver_state)
         raise
     return upload_id
 
 
+def _select_upload(conn: Connection, repo: str, upload_id: str) -> Any:
+    return conn.execute(
+        select(uploads.c.size, uploads.c.hash_state, uploads.c.driver_state, uploads.c.repository_id)
+        .select_from(uploads.join(repositories, repositories.c.id == uploads.c.repository_id))
+        .where(uploads.c.id == upload_id, repositories.c.name == repo)
+    ).first()
+
+
 async def _load(reg: Registry, repo: str, upload_id: str) -> UploadState:
-    repo_id = await repository_id(reg, repo)
-    async with reg.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(uploads.c.size, uploads.c.hash_state, uploads.c.driver_state, uploads.c.repository_id).where(
-                    uploads.c.id == upload_id
-                )
-            )
-        ).first()
-    if row is None or repo_id is None or row.repository_id != repo_id:
+    row = await reg.db.read(_select_upload, repo, upload_id)
+    if row is None:
         raise BlobUploadUnknown(detail={"uuid": upload_id})
-    return UploadState(upload_id, repo_id, row.size, row.hash_state, row.driver_state or {})
+    return UploadState(upload_id, row.size, row.hash_state, row.driver_state or {})
+
+
+def _delete_upload(conn: Connection, upload_id: str) -> None:
+    conn.execute(delete(uploads).where(uploads.c.id == upload_id))
 
 
 async def upload_size(reg: Registry, repo: str, upload_id: str) -> int:
@@ -111,8 +117,7 @@ async def upload_size(reg: Registry, repo: str, upload_id: str) -> int:
 async def cancel_upload(reg: Registry, repo: str, upload_id: str) -> None:
     async with upload_lock(reg, upload_id):
         state = await _load(reg, repo, upload_id)
-        async with reg.db.write() as conn:
-            await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+        await reg.db.write(_delete_upload, upload_id)
         await reg.storage.cancel_upload(upload_id, state.driver_state)
 
 
@@ -161,9 +166,10 @@ async def _ingest(
 
 
 async def _append(
-    reg: Registry, state: UploadState, body: AsyncIterator[bytes], expected_length: int | None
+    reg: Registry, state: UploadState, body: AsyncIterator[bytes], expected_length: int | None, record: bool = True
 ) -> UploadState:
-    """Append a request body to the session and record the new size and hash state."""
+    """Append a request body to the session and, unless the same request is about to
+    commit it, record the new size and hash state."""
     try:
         hasher: Hasher | None = (
             new_hasher("sha256", state.hash_state) if (state.hash_state is not None or state.size == 0) else None
@@ -190,20 +196,18 @@ async def _append(
         raise
     if received == 0:
         return state
-    new = UploadState(
-        state.id,
-        state.repository_id,
-        state.size + received,
-        hasher.state() if hasher is not None else None,
-        driver_state,
-    )
-    async with reg.db.write() as conn:
-        result = await conn.execute(
+    new = UploadState(state.id, state.size + received, hasher.state() if hasher is not None else None, driver_state)
+    if not record:
+        return new
+
+    def save(conn: Connection) -> int:
+        return conn.execute(
             update(uploads)
             .where(uploads.c.id == state.id, uploads.c.size == state.size)
             .values(size=new.size, hash_state=new.hash_state, driver_state=new.driver_state, updated_at=utcnow())
-        )
-    if not result.rowcount:
+        ).rowcount
+
+    if not await reg.db.write(save):
         raise BlobUploadUnknown("upload was cancelled or changed concurrently", detail={"uuid": state.id})
     return new
 
@@ -277,45 +281,52 @@ async def finish_upload(
                 headers=_range_headers(repo, upload_id, state.size),
             )
         if body is not None:
-            state = await _append(reg, state, body, content_length)
+            state = await _append(reg, state, body, content_length, record=False)
         try:
             await _verify_digest(reg, state, digest)
         except DigestInvalid:
             await _discard(reg, state)
             raise
-        await _commit(reg, state, digest)
+        await _commit(reg, repo, state, digest)
         return state.size
 
 
 async def _discard(reg: Registry, state: UploadState) -> None:
-    async with reg.db.write() as conn:
-        await conn.execute(delete(uploads).where(uploads.c.id == state.id))
+    await reg.db.write(_delete_upload, state.id)
     await reg.storage.cancel_upload(state.id, state.driver_state)
 
 
-async def _commit(reg: Registry, state: UploadState, digest: str) -> None:
+async def _commit(reg: Registry, repo: str, state: UploadState, digest: str) -> None:
     try:
         await reg.storage.commit_upload(state.id, state.driver_state, digest, state.size)
     except BlobNotFound:
         raise BlobUploadUnknown("upload data is gone", detail={"uuid": state.id}) from None
     # Storage first, metadata second: a crash in between leaves an unreferenced blob
     # (collected later), never metadata pointing at nothing.
-    async with reg.db.write() as conn:
-        await link_blob(reg, conn, state.repository_id, digest, state.size)
-        await conn.execute(delete(uploads).where(uploads.c.id == state.id))
+
+    def record(conn: Connection) -> None:
+        link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, state.size)
+        _delete_upload(conn, state.id)
+
+    await reg.db.write(record)
 
 
 async def monolithic_upload(
     reg: Registry, repo: str, digest: str, body: AsyncIterator[bytes], content_length: int | None
 ) -> int:
-    """POST ?digest=: the whole blob in one request."""
-    upload_id = await start_upload(reg, repo)
+    """POST ?digest=: the whole blob in one request. No session is recorded: nobody else
+    can address it, and upload data a crash leaves behind is purged by age."""
+    upload_id = str(uuid.uuid4())
+    state = UploadState(upload_id, 0, None, await reg.storage.start_upload(upload_id))
     try:
-        return await finish_upload(reg, repo, upload_id, digest, body, content_length)
+        state = await _append(reg, state, body, content_length, record=False)
+        await _verify_digest(reg, state, digest)
+        await _commit(reg, repo, state, digest)
     except BaseException:
-        with contextlib.suppress(Exception):  # already discarded or committed
-            await cancel_upload(reg, repo, upload_id)
+        with contextlib.suppress(Exception):
+            await reg.storage.cancel_upload(upload_id, state.driver_state)
         raise
+    return state.size
 
 
 # -- mounting ----------------------------------------------------------------------------------
@@ -326,24 +337,26 @@ async def mount_blob(
 ) -> int | None:
     """Link a blob from another repository. With no source, any repository the caller may
     read is a candidate. Returns the size, or None when the caller must upload instead."""
-    async with reg.db.read() as conn:
-        query = (
-            select(repositories.c.name, blobs.c.size)
-            .select_from(
-                repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
-                    blobs, blobs.c.digest == repository_blobs.c.digest
-                )
+    query = (
+        select(repositories.c.name, blobs.c.size)
+        .select_from(
+            repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
+                blobs, blobs.c.digest == repository_blobs.c.digest
             )
-            .where(repository_blobs.c.digest == digest)
         )
-        if source is not None:
-            query = query.where(repositories.c.name == source)
-        rows = (await conn.execute(query.limit(50))).all()
+        .where(repository_blobs.c.digest == digest)
+        .limit(50)
+    )
+    if source is not None:
+        query = query.where(repositories.c.name == source)
+    rows = await reg.db.read(lambda conn: conn.execute(query).all())
     for row in rows:
         if row.name == repo or await may_read(row.name):
-            async with reg.db.write() as conn:
-                repo_id = await ensure_repository(reg, conn, repo)
-                await link_blob(reg, conn, repo_id, digest, row.size)
+
+            def link(conn: Connection, size: int = row.size) -> None:
+                link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, size)
+
+            await reg.db.write(link)
             return row.size
     return None
 
@@ -355,33 +368,30 @@ async def purge_stale_uploads(reg: Registry, max_age: float) -> int:
     """Remove sessions idle for longer than `max_age` seconds, and upload data that no
     session records (left by a crash between storage and database)."""
     cutoff = utcnow() - timedelta(seconds=max_age)
-    async with reg.db.read() as conn:
-        stale = (
-            await conn.execute(select(uploads.c.id, uploads.c.driver_state).where(uploads.c.updated_at < cutoff))
-        ).all()
-        known = set((await conn.execute(select(uploads.c.id))).scalars())
+
+    def scan(conn: Connection) -> tuple[list[Any], set[str]]:
+        stale = conn.execute(select(uploads.c.id, uploads.c.driver_state).where(uploads.c.updated_at < cutoff)).all()
+        return stale, set(conn.execute(select(uploads.c.id)).scalars())
+
+    def remove_if_stale(conn: Connection, upload_id: str) -> int:
+        return conn.execute(delete(uploads).where(uploads.c.id == upload_id, uploads.c.updated_at < cutoff)).rowcount
+
+    def exists(conn: Connection, upload_id: str) -> bool:
+        return conn.execute(select(uploads.c.id).where(uploads.c.id == upload_id)).first() is not None
+
+    stale, known = await reg.db.read(scan)
     purged = 0
     for row in stale:
         async with upload_lock(reg, row.id):
-            async with reg.db.write() as conn:
-                result = await conn.execute(
-                    delete(uploads).where(uploads.c.id == row.id, uploads.c.updated_at < cutoff)
-                )
-            if result.rowcount:
+            if await reg.db.write(remove_if_stale, row.id):
                 await reg.storage.cancel_upload(row.id, row.driver_state or {})
                 purged += 1
     async for upload_id, modified in reg.storage.list_uploads():
         if upload_id in known or modified > cutoff.timestamp():
             continue
-        async with reg.db.read() as conn:
-            exists = (await conn.execute(select(uploads.c.id).where(uploads.c.id == upload_id))).first()
-        if not exists:
+        if not await reg.db.read(exists, upload_id):
             await reg.storage.cancel_upload(upload_id, {})
             purged += 1
     if purged:
         log.info("purged stale uploads", extra={"count": purged})
     return purged
-
-
-def upload_age(created_at: Any) -> float:
-    return (utcnow() - as_utc(created_at)).total_seconds()

@@ -8,7 +8,7 @@ import socket
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from registry.metadata.db import Database, as_utc, utcnow
 from registry.metadata.schema import leases
@@ -18,24 +18,26 @@ HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 async def acquire(db: Database, name: str, ttl: float, holder: str = HOLDER) -> bool:
     """Take or renew the lease. True when `holder` holds it until now + ttl."""
-    now = utcnow()
-    expires = now + timedelta(seconds=ttl)
-    async with db.write() as conn:
-        row = (await conn.execute(select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name))).first()
+
+    def take(conn: Connection) -> bool:
+        now = utcnow()
+        expires = now + timedelta(seconds=ttl)
+        row = conn.execute(select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)).first()
         if row is None:
-            await conn.execute(db.insert_ignore(leases, ["name"]).values(name=name, holder=holder, expires_at=expires))
-            row = (await conn.execute(select(leases.c.holder).where(leases.c.name == name))).first()
-            return row is not None and row.holder == holder
+            conn.execute(db.insert_ignore(leases, ["name"]).values(name=name, holder=holder, expires_at=expires))
+            return conn.execute(select(leases.c.holder).where(leases.c.name == name)).scalar() == holder
         if row.holder != holder and as_utc(row.expires_at) > now:
             return False
-        result = await conn.execute(
-            update(leases)
-            .where(leases.c.name == name, leases.c.holder == row.holder)
-            .values(holder=holder, expires_at=expires)
+        return bool(
+            conn.execute(
+                update(leases)
+                .where(leases.c.name == name, leases.c.holder == row.holder)
+                .values(holder=holder, expires_at=expires)
+            ).rowcount
         )
-        return bool(result.rowcount)
+
+    return await db.write(take)
 
 
 async def release(db: Database, name: str, holder: str = HOLDER) -> None:
-    async with db.write() as conn:
-        await conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+    await db.write(lambda conn: conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder)))
