@@ -45,8 +45,10 @@ def parse_duration(value: Any) -> Duration:
     if isinstance(value, bool):
         raise ValueError("expected a duration")
     if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
         return Duration(value)
-    m = _DURATION_RE.match(str(value))
+    m = _DURATION_RE.fullmatch(str(value))
     if not m:
         raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 168h or 7d")
     return Duration(float(m.group(1)) * _DURATION_UNITS[m.group(2)])
@@ -56,8 +58,10 @@ def parse_size(value: Any) -> ByteSize:
     if isinstance(value, bool):
         raise ValueError("expected a size")
     if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
         return ByteSize(value)
-    m = _SIZE_RE.match(str(value))
+    m = _SIZE_RE.fullmatch(str(value))
     if not m:
         raise ValueError(f"{value!r} is not a size such as 4194304, 4MiB or 64MB")
     unit = (m.group(2) or "").upper().rstrip("B")

@@ -66,14 +66,17 @@ class ResumableHasher:
             getattr(_LIB, f"{prefix}_Init")(self._ctx)
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        n = len(data)
-        if not n:
-            return
         if isinstance(data, bytes):
-            self._update(self._ctx, data, n)
-        else:
-            buf = (ctypes.c_char * n).from_buffer(data if isinstance(data, bytearray) else bytearray(data))
-            self._update(self._ctx, buf, n)
+            if data:
+                self._update(self._ctx, data, len(data))
+            return
+        view = memoryview(data)
+        if not view.nbytes:
+            return
+        if view.readonly or not view.c_contiguous:
+            self._update(self._ctx, view.tobytes(), view.nbytes)
+        else:  # zero-copy; cast so that a wide item format still counts bytes
+            self._update(self._ctx, (ctypes.c_char * view.nbytes).from_buffer(view.cast("B")), view.nbytes)
 
     def hexdigest(self) -> str:
         ctx = ctypes.create_string_buffer(self._ctx.raw, self._size)  # Final destroys the context

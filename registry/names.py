@@ -18,7 +18,7 @@ HEX_RE = re.compile(r"^[a-f0-9]+$")
 def validate_name(name: str) -> str:
     if len(name) > NAME_MAX:
         raise NameInvalid(f"repository name is longer than {NAME_MAX} characters", detail={"name": name[:300]})
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise NameInvalid(
             "repository name must be lowercase path components of [a-z0-9] separated by '.', '_', '__' or '-'",
             detail={"name": name},
@@ -27,7 +27,7 @@ def validate_name(name: str) -> str:
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise TagInvalid("tag must match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}", detail={"tag": tag})
     return tag
 
@@ -38,14 +38,14 @@ def is_digest(reference: str) -> bool:
 
 def validate_digest(digest: str) -> str:
     """Return the digest if it is well formed with a supported algorithm, else raise DIGEST_INVALID."""
-    m = DIGEST_RE.match(digest)
+    m = DIGEST_RE.fullmatch(digest)
     if not m:
         raise DigestInvalid("invalid digest format", detail={"digest": digest[:200]})
     algorithm, encoded = m.groups()
     expected = HEX_LENGTH.get(algorithm)
     if expected is None:
         raise DigestInvalid(f"unsupported digest algorithm {algorithm!r}", detail={"digest": digest[:200]})
-    if len(encoded) != expected or not HEX_RE.match(encoded):
+    if len(encoded) != expected or not HEX_RE.fullmatch(encoded):
         raise DigestInvalid(
             f"{algorithm} digest must be {expected} lowercase hex characters", detail={"digest": digest[:200]}
         )

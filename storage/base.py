@@ -68,10 +68,10 @@ class BlobStorage(Protocol):
 
 
 def check_digest(digest: str) -> None:
-    if not DIGEST_PATH_RE.match(digest):
+    if not DIGEST_PATH_RE.fullmatch(digest):
         raise ValueError(f"not a storable digest: {digest!r}")
 
 
 def check_upload_id(upload_id: str) -> None:
-    if not UPLOAD_ID_RE.match(upload_id):
+    if not UPLOAD_ID_RE.fullmatch(upload_id):
         raise ValueError(f"not an upload id: {upload_id!r}")

@@ -20,7 +20,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     Malformed or multi-range headers are ignored, as RFC 9110 allows."""
     if not header:
         return None
-    m = _RANGE_RE.match(header.strip())
+    m = _RANGE_RE.fullmatch(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None
     first, last = m.groups()

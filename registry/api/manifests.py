@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from registry.api.responses import empty
 from registry.api.routing import RouteSpec, content_length, delete, pull, push, registry, repo_name
-from registry.errors import ManifestTooLarge
+from registry.errors import ManifestTooLarge, ManifestUnknown, TagInvalid
 from registry.model import manifests
 from registry.names import is_digest, validate_digest, validate_tag
 
@@ -17,8 +17,17 @@ def _reference(request: Request) -> str:
     return validate_digest(reference) if is_digest(reference) else validate_tag(reference)
 
 
+def _lookup_reference(request: Request) -> str:
+    """For reads and deletes a malformed tag is simply not there (404, as the conformance
+    suite expects); only a push of one is a client error."""
+    try:
+        return _reference(request)
+    except TagInvalid:
+        raise ManifestUnknown(detail={"reference": request.path_params["reference"][:200]}) from None
+
+
 async def get_manifest(request: Request) -> Response:
-    found = await manifests.get_manifest(registry(request), repo_name(request), _reference(request))
+    found = await manifests.get_manifest(registry(request), repo_name(request), _lookup_reference(request))
     headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"'}
     if request.method == "HEAD":
         return Response(
@@ -62,7 +71,7 @@ async def put_manifest(request: Request) -> Response:
 
 
 async def delete_manifest(request: Request) -> Response:
-    await manifests.delete_manifest(registry(request), repo_name(request), _reference(request))
+    await manifests.delete_manifest(registry(request), repo_name(request), _lookup_reference(request))
     return empty(202, {})
 
 

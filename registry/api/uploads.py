@@ -21,7 +21,7 @@ _UUID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 def _upload_id(request: Request) -> str:
     upload_id = request.path_params["uuid"]
-    if not _UUID_RE.match(upload_id):
+    if not _UUID_RE.fullmatch(upload_id):
         raise BlobUploadUnknown(detail={"uuid": upload_id[:80]})
     return upload_id
 
@@ -30,7 +30,7 @@ def _content_range(request: Request) -> ContentRange | None:
     value = request.headers.get("content-range")
     if not value:
         return None
-    m = _CONTENT_RANGE_RE.match(value.strip())
+    m = _CONTENT_RANGE_RE.fullmatch(value.strip())
     if not m or int(m.group(2)) < int(m.group(1)):
         raise RangeInvalid(f"invalid Content-Range {value[:60]!r}; expected <start>-<end>")
     return ContentRange(int(m.group(1)), int(m.group(2)))

@@ -26,14 +26,14 @@ def _linked_size(conn: Connection, repo: str, digest: str) -> int | None:
 
 
 async def linked_blob_size(reg: Registry, repo: str, digest: str) -> int | None:
-    key = ("blob", repo, digest)
-    cached = reg.cache.get(key)
+    key = ("blob", digest)
+    cached = reg.cache.get(repo, key)
     if cached is not None:
         return cached
-    gen = reg.cache.generation.current()
+    stamp = reg.cache.stamp(repo)
     size = await reg.db.read(_linked_size, repo, digest)
     if size is not None:
-        reg.cache.put(key, size, gen)
+        reg.cache.put(repo, key, size, stamp)
     return size
 
 
@@ -95,4 +95,4 @@ async def unlink_blob(reg: Registry, repo: str, digest: str) -> None:
         raise Unsupported("deletes are disabled on this registry")
     if not await reg.db.write(_unlink, repo, digest):
         raise BlobUnknown(detail={"digest": digest})
-    reg.cache.invalidate()
+    reg.cache.invalidate(repo)

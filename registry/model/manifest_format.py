@@ -4,6 +4,7 @@ list, OCI image manifest, OCI image index, and artifacts built on them)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ DOCKER_SCHEMA1 = (
 IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
 INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 SUPPORTED = IMAGE_TYPES + INDEX_TYPES
+
+# RFC 6838: type and subtype of at most 127 characters each (parameters are not allowed here).
+MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 # Layers that clients fetch from elsewhere (their `urls`); they need not be in the registry.
 FOREIGN_LAYER_TYPES = (
@@ -64,8 +68,8 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     media_type = value.get("mediaType")
     digest = value.get("digest")
     size = value.get("size")
-    if not isinstance(media_type, str) or not media_type:
-        raise ManifestInvalid(f"{where}.mediaType must be a non-empty string")
+    if not isinstance(media_type, str) or not MEDIA_TYPE_RE.fullmatch(media_type):
+        raise ManifestInvalid(f"{where}.mediaType must be a media type (type/subtype, RFC 6838)")
     if not isinstance(digest, str):
         raise ManifestInvalid(f"{where}.digest must be a string")
     try:
@@ -94,6 +98,8 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
         doc = json.loads(content)
     except (ValueError, UnicodeDecodeError) as e:
         raise ManifestInvalid(f"manifest is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ManifestInvalid("manifest JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest must be a JSON object")
     header_type = _media_type_of(content_type)
@@ -120,8 +126,8 @@ def parse_manifest(content: bytes, content_type: str | None) -> ParsedManifest:
     if "subject" in doc and doc["subject"] is not None:
         subject = _descriptor(doc["subject"], "subject").digest
     artifact_type = doc.get("artifactType")
-    if artifact_type is not None and (not isinstance(artifact_type, str) or not artifact_type):
-        raise ManifestInvalid("artifactType must be a non-empty string")
+    if artifact_type is not None and (not isinstance(artifact_type, str) or not MEDIA_TYPE_RE.fullmatch(artifact_type)):
+        raise ManifestInvalid("artifactType must be a media type (type/subtype, RFC 6838)")
     annotations = _annotations(doc)
 
     if media_type in IMAGE_TYPES:

@@ -64,16 +64,16 @@ def _select_manifest(conn: Connection, repo: str, reference: str) -> Any:
 
 
 async def get_manifest(reg: Registry, repo: str, reference: str) -> StoredManifest:
-    key = ("manifest", repo, reference)
-    cached = reg.cache.get(key)
+    key = ("manifest", reference)
+    cached = reg.cache.get(repo, key)
     if cached is not None:
         return cached
-    gen = reg.cache.generation.current()
+    stamp = reg.cache.stamp(repo)
     row = await reg.db.read(_select_manifest, repo, reference)
     if row is None:
         raise ManifestUnknown(detail={"reference": reference})
     found = StoredManifest(row.digest, row.media_type, bytes(row.content))
-    reg.cache.put(key, found, gen, size=len(found.content) + 200)
+    reg.cache.put(repo, key, found, stamp, size=len(found.content) + 200)
     return found
 
 
@@ -92,7 +92,7 @@ def _store_manifest(
     parsed: ParsedManifest,
     pushed_by: str | None,
 ) -> bool:
-    """Record a verified manifest and move the tag. Returns True when an existing tag moved."""
+    """Record a verified manifest and point the tag at it. Returns True when a tag changed."""
     now = utcnow()
     repo_id = ensure_repository(db, conn, repo)
     if parsed.blobs:
@@ -149,7 +149,7 @@ def _store_manifest(
     conn.execute(
         tag_events.insert().values(repository_id=repo_id, tag=tag, digest=digest, created_at=now, pushed_by=pushed_by)
     )
-    return current is not None
+    return True
 
 
 async def put_manifest(
@@ -171,7 +171,7 @@ async def put_manifest(
         tag = reference
     parsed = parse_manifest(content, content_type)
     if await reg.db.write(_store_manifest, reg.db, repo, digest, tag, content, parsed, pushed_by):
-        reg.cache.invalidate()
+        reg.cache.invalidate(repo)
     return PutResult(digest, parsed.subject)
 
 
@@ -201,4 +201,4 @@ async def delete_manifest(reg: Registry, repo: str, reference: str) -> None:
         raise Unsupported("deletes are disabled on this registry")
     if not await reg.db.write(_delete, repo, reference):
         raise ManifestUnknown(detail={"reference": reference})
-    reg.cache.invalidate()
+    reg.cache.invalidate(repo)

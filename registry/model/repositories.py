@@ -13,14 +13,13 @@ def _repository_id(conn: Connection, name: str) -> int | None:
 
 async def repository_id(reg: Registry, name: str) -> int | None:
     """The id of an existing repository. Cached: ids never change while a repository exists."""
-    key = ("repo", name)
-    cached = reg.cache.get(key)
+    cached = reg.cache.get(name, "id")
     if cached is not None:
         return cached
-    gen = reg.cache.generation.current()
+    stamp = reg.cache.stamp(name)
     repo_id = await reg.db.read(_repository_id, name)
     if repo_id is not None:
-        reg.cache.put(key, repo_id, gen)
+        reg.cache.put(name, "id", repo_id, stamp)
     return repo_id
 
 
