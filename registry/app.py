@@ -20,7 +20,7 @@ from registry.api.middleware import Observability
 from registry.api.routing import build_routes
 from registry.cache import Generation, MetadataCache
 from registry.config import Config, config_from_dict, load_config
-from registry.metadata.db import Database, describe_url
+from registry.metadata.db import Database
 from registry.metrics import InstrumentedStorage
 from registry.model.context import Registry
 from registry.tasks import upload_purge
@@ -85,10 +85,3 @@ def create_app_from_env() -> Any:
     config = config_from_dict(json.loads(raw)) if raw else load_config(os.environ.get("OKURA_CONFIG"))
     setup_logging(config.log.level, config.log.format)
     return create_app(config)
-
-
-def startup_summary(config: Config) -> dict[str, str]:
-    return {
-        "storage": f"{config.storage.driver} ({config.storage_root})",
-        "database": describe_url(config.database_url),
-    }

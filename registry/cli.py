@@ -31,29 +31,63 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _migrate(config: Any) -> bool:
+    from registry.metadata.db import Database
+
+    async def run() -> bool:
+        db = Database(config.database_url)
+        try:
+            return await db.migrate()
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from registry.logs import setup_logging
+
+    config = _load(args)
+    setup_logging(config.log.level, config.log.format)
+    os.makedirs(config.data_dir, exist_ok=True)
+    changed = _migrate(config)
+    print("database schema migrated" if changed else "database schema is current")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import subprocess
+
     import uvicorn
 
-    from registry.app import create_app, startup_summary
     from registry.logs import setup_logging
-    from registry.metadata.db import Database
 
     config = load_config(args.config, overrides=_overrides(args))
     setup_logging(config.log.level, config.log.format)
     for key in unknown_env_keys(dict(os.environ)):
         log.warning("ignoring unknown environment variable %s", key)
     os.makedirs(config.data_dir, exist_ok=True)
-
-    async def migrate() -> None:
-        db = Database(config.database_url)
-        try:
-            await db.migrate()
-        finally:
-            await db.close()
-
-    asyncio.run(migrate())
+    effective = json.dumps(config.to_dict())
+    if config.http.workers > 1:
+        # Migrate in a child so this supervisor never loads the app's libraries: it only
+        # forks workers, and its memory counts too.
+        subprocess.run(
+            [sys.executable, "-m", "registry", "migrate"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "OKURA_CONFIG_JSON": effective},
+        )
+    else:
+        _migrate(config)
     host, port = config.listen
-    log.info("starting okura", extra={**startup_summary(config), "workers": config.http.workers})
+    log.info(
+        "starting okura",
+        extra={
+            "storage": f"{config.storage.driver} ({config.storage_root})",
+            "database": _describe_url(config.database_url),
+            "workers": config.http.workers,
+        },
+    )
     log.info(f"listening on {'' if host in ('0.0.0.0', '::') else host}:{port}")
     common: dict[str, Any] = dict(
         host=host,
@@ -71,11 +105,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         os.makedirs(metrics_dir, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        os.environ["OKURA_CONFIG_JSON"] = json.dumps(config.to_dict())
+        os.environ["OKURA_CONFIG_JSON"] = effective
         uvicorn.run("registry.app:create_app_from_env", factory=True, workers=config.http.workers, **common)
     else:
+        from registry.app import create_app
+
         uvicorn.run(create_app(config), **common)
     return 0
+
+
+def _describe_url(url: str) -> str:
+    """The database URL without credentials, for logs."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+def _load(args: argparse.Namespace) -> Any:
+    raw = os.environ.get("OKURA_CONFIG_JSON")  # set by `okura serve` for its children
+    if raw and not args.config:
+        from registry.config import config_from_dict
+
+        return config_from_dict(json.loads(raw))
+    return load_config(args.config, overrides=_overrides(args))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -110,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["logfmt", "json"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="bring the metadata database schema up to date")
+    migrate.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))
+    migrate.add_argument("--data-dir")
+    migrate.set_defaults(func=cmd_migrate)
 
     check = sub.add_parser("check-config", help="validate a config file and the environment")
     check.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))

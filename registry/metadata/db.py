@@ -41,14 +41,6 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def describe_url(url: str) -> str:
-    """The URL without credentials, for logs."""
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url
-
-
 class Database:
     def __init__(self, url: str, pool_size: int = 10, echo: bool = False):
         self.url = url
@@ -113,10 +105,10 @@ class Database:
         else:
             await self._async_engine.dispose()
 
-    async def migrate(self) -> None:
+    async def migrate(self) -> bool:
         from registry.metadata.migrate import run_upgrade
 
-        await self.write(run_upgrade, self.is_sqlite)
+        return await self.write(run_upgrade, self.is_sqlite)
 
 
 def _in_transaction(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
