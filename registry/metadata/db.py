@@ -45,6 +45,7 @@ class Database:
     def __init__(self, url: str, pool_size: int = 10, echo: bool = False):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._statements: dict[Any, Any] = {}
         if self.is_sqlite:
             path = url[len("sqlite:///") :]
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -85,13 +86,27 @@ class Database:
         except (OperationalError, OSError) as e:
             raise Unavailable(f"metadata database unavailable: {_short(e)}") from e
 
-    def insert_ignore(self, table: Any, index_elements: list[str]) -> Insert:
-        """INSERT ... ON CONFLICT DO NOTHING for the current dialect."""
-        return self.dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    def insert_ignore(self, table: Any, *index_elements: str) -> Insert:
+        """INSERT ... ON CONFLICT DO NOTHING for the current dialect; execute it with a
+        parameter dict. Built once: constructing statements costs more than running them."""
+        key = ("ignore", table.name, index_elements)
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self.dialect.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+            self._statements[key] = stmt
+        return stmt
 
-    def upsert(self, table: Any, index_elements: list[str], update: list[str]) -> Any:
-        stmt = self.dialect.insert(table)
-        return stmt.on_conflict_do_update(index_elements=index_elements, set_={c: stmt.excluded[c] for c in update})
+    def upsert(self, table: Any, index_elements: tuple[str, ...], update: tuple[str, ...]) -> Insert:
+        """INSERT ... ON CONFLICT DO UPDATE of the `update` columns; built once."""
+        key = ("upsert", table.name, index_elements, update)
+        stmt = self._statements.get(key)
+        if stmt is None:
+            base = self.dialect.insert(table)
+            stmt = base.on_conflict_do_update(
+                index_elements=list(index_elements), set_={c: base.excluded[c] for c in update}
+            )
+            self._statements[key] = stmt
+        return stmt
 
     async def ping(self) -> None:
         await self.read(lambda conn: conn.execute(text("SELECT 1")).scalar())

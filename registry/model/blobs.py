@@ -4,25 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from registry.errors import BlobUnknown, Unsupported
 from registry.metadata.db import Database, utcnow
 from registry.metadata.schema import blobs, repositories, repository_blobs
 from registry.model.context import Registry
+from registry.model.repositories import repository_id_in
 from storage.base import BlobNotFound
+
+_LINKED_SIZE = (
+    select(blobs.c.size)
+    .select_from(
+        repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
+            blobs, blobs.c.digest == repository_blobs.c.digest
+        )
+    )
+    .where(repositories.c.name == bindparam("repo"), repository_blobs.c.digest == bindparam("digest"))
+)
+_UNLINK = delete(repository_blobs).where(
+    repository_blobs.c.repository_id == bindparam("repo_id"), repository_blobs.c.digest == bindparam("digest")
+)
 
 
 def _linked_size(conn: Connection, repo: str, digest: str) -> int | None:
-    return conn.execute(
-        select(blobs.c.size)
-        .select_from(
-            repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id).join(
-                blobs, blobs.c.digest == repository_blobs.c.digest
-            )
-        )
-        .where(repositories.c.name == repo, repository_blobs.c.digest == digest)
-    ).scalar()
+    return conn.execute(_LINKED_SIZE, {"repo": repo, "digest": digest}).scalar()
 
 
 async def linked_blob_size(reg: Registry, repo: str, digest: str) -> int | None:
@@ -72,21 +78,18 @@ async def redirect_url(reg: Registry, digest: str, method: str) -> str | None:
 def link_blob(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> None:
     """Record a stored blob and make it visible in a repository (inside a write transaction)."""
     now = utcnow()
-    conn.execute(db.insert_ignore(blobs, ["digest"]).values(digest=digest, size=size, created_at=now))
+    conn.execute(db.insert_ignore(blobs, "digest"), {"digest": digest, "size": size, "created_at": now})
     conn.execute(
-        db.insert_ignore(repository_blobs, ["repository_id", "digest"]).values(
-            repository_id=repo_id, digest=digest, created_at=now
-        )
+        db.insert_ignore(repository_blobs, "repository_id", "digest"),
+        {"repository_id": repo_id, "digest": digest, "created_at": now},
     )
 
 
 def _unlink(conn: Connection, repo: str, digest: str) -> int:
-    repo_id = conn.execute(select(repositories.c.id).where(repositories.c.name == repo)).scalar()
+    repo_id = repository_id_in(conn, repo)
     if repo_id is None:
         return 0
-    return conn.execute(
-        delete(repository_blobs).where(repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest)
-    ).rowcount
+    return conn.execute(_UNLINK, {"repo_id": repo_id, "digest": digest}).rowcount
 
 
 async def unlink_blob(reg: Registry, repo: str, digest: str) -> None:

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from registry.errors import (
     DigestInvalid,
@@ -27,7 +27,7 @@ from registry.metadata.schema import (
 )
 from registry.model.context import Registry
 from registry.model.manifest_format import ParsedManifest, parse_manifest
-from registry.model.repositories import ensure_repository
+from registry.model.repositories import ensure_repository, repository_id_in
 from registry.names import is_digest, split_digest
 
 
@@ -48,19 +48,40 @@ def compute_digest(content: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}"
 
 
-def _select_manifest(conn: Connection, repo: str, reference: str) -> Any:
-    query = select(manifests.c.digest, manifests.c.media_type, manifests.c.content)
-    if is_digest(reference):
-        query = query.select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id)).where(
-            repositories.c.name == repo, manifests.c.digest == reference
+_BY_DIGEST = (
+    select(manifests.c.digest, manifests.c.media_type, manifests.c.content)
+    .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
+    .where(repositories.c.name == bindparam("repo"), manifests.c.digest == bindparam("reference"))
+)
+_BY_TAG = (
+    select(manifests.c.digest, manifests.c.media_type, manifests.c.content)
+    .select_from(
+        tags.join(manifests, manifests.c.id == tags.c.manifest_id).join(
+            repositories, repositories.c.id == tags.c.repository_id
         )
-    else:
-        query = query.select_from(
-            tags.join(manifests, manifests.c.id == tags.c.manifest_id).join(
-                repositories, repositories.c.id == tags.c.repository_id
-            )
-        ).where(repositories.c.name == repo, tags.c.name == reference)
-    return conn.execute(query).first()
+    )
+    .where(repositories.c.name == bindparam("repo"), tags.c.name == bindparam("reference"))
+)
+_LINKED_BLOBS = select(repository_blobs.c.digest).where(
+    repository_blobs.c.repository_id == bindparam("repo_id"),
+    repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+)
+_PRESENT_MANIFESTS = select(manifests.c.digest).where(
+    manifests.c.repository_id == bindparam("repo_id"), manifests.c.digest.in_(bindparam("digests", expanding=True))
+)
+_MANIFEST_ID = select(manifests.c.id).where(
+    manifests.c.repository_id == bindparam("repo_id"), manifests.c.digest == bindparam("digest")
+)
+_TAG_TARGET = select(tags.c.manifest_id).where(
+    tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("tag")
+)
+_INSERT_TAG_EVENT = tag_events.insert()
+_DELETE_TAG = delete(tags).where(tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("tag"))
+
+
+def _select_manifest(conn: Connection, repo: str, reference: str) -> Any:
+    query = _BY_DIGEST if is_digest(reference) else _BY_TAG
+    return conn.execute(query, {"repo": repo, "reference": reference}).first()
 
 
 async def get_manifest(reg: Registry, repo: str, reference: str) -> StoredManifest:
@@ -77,8 +98,8 @@ async def get_manifest(reg: Registry, repo: str, reference: str) -> StoredManife
     return found
 
 
-def _missing(conn: Connection, column: Any, repo_column: Any, repo_id: int, wanted: list[str]) -> list[str]:
-    present = set(conn.execute(select(column).where(repo_column == repo_id, column.in_(wanted))).scalars())
+def _missing(conn: Connection, query: Any, repo_id: int, wanted: list[str]) -> list[str]:
+    present = set(conn.execute(query, {"repo_id": repo_id, "digests": wanted}).scalars())
     return [d for d in wanted if d not in present]
 
 
@@ -96,58 +117,55 @@ def _store_manifest(
     now = utcnow()
     repo_id = ensure_repository(db, conn, repo)
     if parsed.blobs:
-        missing = _missing(conn, repository_blobs.c.digest, repository_blobs.c.repository_id, repo_id, parsed.blobs)
+        missing = _missing(conn, _LINKED_BLOBS, repo_id, parsed.blobs)
         if missing:
             raise ManifestBlobUnknown(f"blob {missing[0]} is not in repository {repo}", detail={"digests": missing})
     if parsed.children:
-        missing = _missing(conn, manifests.c.digest, manifests.c.repository_id, repo_id, parsed.children)
+        missing = _missing(conn, _PRESENT_MANIFESTS, repo_id, parsed.children)
         if missing:
             raise ManifestUnknown(
                 f"manifest {missing[0]} referenced by the index is not in repository {repo}",
                 detail={"digests": missing},
             )
     conn.execute(
-        db.insert_ignore(manifests, ["repository_id", "digest"]).values(
-            repository_id=repo_id,
-            digest=digest,
-            media_type=parsed.media_type,
-            size=len(content),
-            content=content,
-            config_digest=parsed.config_digest,
-            subject_digest=parsed.subject,
-            artifact_type=parsed.artifact_type,
-            annotations=parsed.annotations,
-            created_at=now,
-            pushed_by=pushed_by,
-        )
+        db.insert_ignore(manifests, "repository_id", "digest"),
+        {
+            "repository_id": repo_id,
+            "digest": digest,
+            "media_type": parsed.media_type,
+            "size": len(content),
+            "content": content,
+            "config_digest": parsed.config_digest,
+            "subject_digest": parsed.subject,
+            "artifact_type": parsed.artifact_type,
+            "annotations": parsed.annotations,
+            "created_at": now,
+            "pushed_by": pushed_by,
+        },
     )
-    manifest_id = conn.execute(
-        select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == digest)
-    ).scalar_one()
+    manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": digest}).scalar_one()
     if parsed.blobs:
         conn.execute(
-            db.insert_ignore(manifest_blobs, ["manifest_id", "digest"]),
+            db.insert_ignore(manifest_blobs, "manifest_id", "digest"),
             [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
         )
     if parsed.children:
         conn.execute(
-            db.insert_ignore(manifest_children, ["manifest_id", "child_digest"]),
+            db.insert_ignore(manifest_children, "manifest_id", "child_digest"),
             [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
         )
     if tag is None:
         return False
-    current = conn.execute(
-        select(tags.c.manifest_id).where(tags.c.repository_id == repo_id, tags.c.name == tag)
-    ).scalar()
+    current = conn.execute(_TAG_TARGET, {"repo_id": repo_id, "tag": tag}).scalar()
     if current == manifest_id:
         return False
     conn.execute(
-        db.upsert(tags, ["repository_id", "name"], ["manifest_id", "updated_at"]).values(
-            repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now
-        )
+        db.upsert(tags, ("repository_id", "name"), ("manifest_id", "updated_at")),
+        {"repository_id": repo_id, "name": tag, "manifest_id": manifest_id, "updated_at": now},
     )
     conn.execute(
-        tag_events.insert().values(repository_id=repo_id, tag=tag, digest=digest, created_at=now, pushed_by=pushed_by)
+        _INSERT_TAG_EVENT,
+        {"repository_id": repo_id, "tag": tag, "digest": digest, "created_at": now, "pushed_by": pushed_by},
     )
     return True
 
@@ -176,16 +194,12 @@ async def put_manifest(
 
 
 def _delete(conn: Connection, repo: str, reference: str) -> bool:
-    repo_id = conn.execute(select(repositories.c.id).where(repositories.c.name == repo)).scalar()
+    repo_id = repository_id_in(conn, repo)
     if repo_id is None:
         return False
     if not is_digest(reference):
-        return bool(
-            conn.execute(delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == reference)).rowcount
-        )
-    manifest_id = conn.execute(
-        select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == reference)
-    ).scalar()
+        return bool(conn.execute(_DELETE_TAG, {"repo_id": repo_id, "tag": reference}).rowcount)
+    manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": reference}).scalar()
     if manifest_id is None:
         return False
     conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from registry.errors import (
     BlobUploadInvalid,
@@ -72,15 +72,16 @@ async def start_upload(reg: Registry, repo: str) -> str:
         now = utcnow()
         repo_id = ensure_repository(reg.db, conn, repo)
         conn.execute(
-            uploads.insert().values(
-                id=upload_id,
-                repository_id=repo_id,
-                size=0,
-                hash_state=None,
-                driver_state=driver_state,
-                created_at=now,
-                updated_at=now,
-            )
+            _INSERT_UPLOAD,
+            {
+                "id": upload_id,
+                "repository_id": repo_id,
+                "size": 0,
+                "hash_state": None,
+                "driver_state": driver_state,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
 
     try:
@@ -91,12 +92,27 @@ async def start_upload(reg: Registry, repo: str) -> str:
     return upload_id
 
 
+_SELECT_UPLOAD = (
+    select(uploads.c.size, uploads.c.hash_state, uploads.c.driver_state)
+    .select_from(uploads.join(repositories, repositories.c.id == uploads.c.repository_id))
+    .where(uploads.c.id == bindparam("upload_id"), repositories.c.name == bindparam("repo"))
+)
+_INSERT_UPLOAD = uploads.insert()
+_DELETE_UPLOAD = delete(uploads).where(uploads.c.id == bindparam("upload_id"))
+_RECORD_APPEND = (
+    update(uploads)
+    .where(uploads.c.id == bindparam("upload_id"), uploads.c.size == bindparam("old_size"))
+    .values(
+        size=bindparam("size"),
+        hash_state=bindparam("hash_state"),
+        driver_state=bindparam("driver_state"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def _select_upload(conn: Connection, repo: str, upload_id: str) -> Any:
-    return conn.execute(
-        select(uploads.c.size, uploads.c.hash_state, uploads.c.driver_state, uploads.c.repository_id)
-        .select_from(uploads.join(repositories, repositories.c.id == uploads.c.repository_id))
-        .where(uploads.c.id == upload_id, repositories.c.name == repo)
-    ).first()
+    return conn.execute(_SELECT_UPLOAD, {"upload_id": upload_id, "repo": repo}).first()
 
 
 async def _load(reg: Registry, repo: str, upload_id: str) -> UploadState:
@@ -107,7 +123,7 @@ async def _load(reg: Registry, repo: str, upload_id: str) -> UploadState:
 
 
 def _delete_upload(conn: Connection, upload_id: str) -> None:
-    conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+    conn.execute(_DELETE_UPLOAD, {"upload_id": upload_id})
 
 
 async def upload_size(reg: Registry, repo: str, upload_id: str) -> int:
@@ -202,9 +218,15 @@ async def _append(
 
     def save(conn: Connection) -> int:
         return conn.execute(
-            update(uploads)
-            .where(uploads.c.id == state.id, uploads.c.size == state.size)
-            .values(size=new.size, hash_state=new.hash_state, driver_state=new.driver_state, updated_at=utcnow())
+            _RECORD_APPEND,
+            {
+                "upload_id": state.id,
+                "old_size": state.size,
+                "size": new.size,
+                "hash_state": new.hash_state,
+                "driver_state": new.driver_state,
+                "now": utcnow(),
+            },
         ).rowcount
 
     if not await reg.db.write(save):

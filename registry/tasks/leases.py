@@ -24,7 +24,7 @@ async def acquire(db: Database, name: str, ttl: float, holder: str = HOLDER) -> 
         expires = now + timedelta(seconds=ttl)
         row = conn.execute(select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)).first()
         if row is None:
-            conn.execute(db.insert_ignore(leases, ["name"]).values(name=name, holder=holder, expires_at=expires))
+            conn.execute(db.insert_ignore(leases, "name"), {"name": name, "holder": holder, "expires_at": expires})
             return conn.execute(select(leases.c.holder).where(leases.c.name == name)).scalar() == holder
         if row.holder != holder and as_utc(row.expires_at) > now:
             return False
