@@ -19,6 +19,7 @@ import aiofiles.os
 
 from storage.base import (
     READ_CHUNK,
+    UPLOAD_ID_RE,
     BlobInfo,
     BlobNotFound,
     StorageError,
@@ -76,8 +77,17 @@ class FilesystemUploadWriter:
         self._direct_fd = direct_fd
         self._offset = offset
         self._aligned: mmap.mmap | None = None  # page-aligned staging buffer for O_DIRECT
+        # A cancelled request stops waiting for its write thread but cannot stop the thread:
+        # closing waits for it, so descriptors and buffers are never released under it.
+        self._busy = threading.Lock()
 
     def _write(self, data: bytes) -> None:
+        with self._busy:
+            if self._fd < 0:
+                raise StorageError("upload writer is closed")
+            self._write_locked(data)
+
+    def _write_locked(self, data: bytes) -> None:
         view = memoryview(data)
         offset = self._offset
         if self._direct_fd is not None and len(view) >= _ALIGN:
@@ -102,6 +112,10 @@ class FilesystemUploadWriter:
         await asyncio.to_thread(self._write, data)
 
     def _close(self) -> None:
+        with self._busy:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         if self._aligned is not None:
             _staging.give(self._aligned)
             self._aligned = None
@@ -143,8 +157,26 @@ class FilesystemStorage:
         return None
 
     async def check(self) -> None:
-        if not await aiofiles.os.path.isdir(self._blobs) or not os.access(self._uploads, os.W_OK):
-            raise StorageError(f"storage root {self.root} is not a writable directory")
+        """Write, read back and remove a probe file: permission checks alone miss a read-only
+        remount, a full disk, or (as root) a directory made unwritable."""
+        probe = os.path.join(self._uploads, f".health-{os.getpid()}-{threading.get_ident()}")
+
+        def _probe() -> None:
+            if not os.path.isdir(self._blobs):
+                raise StorageError(f"blob directory {self._blobs} is missing")
+            try:
+                with open(probe, "wb") as f:
+                    f.write(b"ok")
+                with open(probe, "rb") as f:
+                    if f.read() != b"ok":
+                        raise StorageError("storage returned different bytes than written")
+            except OSError as e:
+                raise StorageError(f"storage root {self.root} is not writable: {e.strerror}") from None
+            finally:
+                with contextlib.suppress(OSError):
+                    os.remove(probe)
+
+        await asyncio.to_thread(_probe)
 
     def blob_path(self, digest: str) -> str:
         check_digest(digest)
@@ -224,6 +256,8 @@ class FilesystemStorage:
     async def list_uploads(self) -> AsyncIterator[tuple[str, float]]:
         entries = await asyncio.to_thread(lambda: list(os.scandir(self._uploads)))
         for entry in entries:
+            if not UPLOAD_ID_RE.fullmatch(entry.name):
+                continue  # not an upload (a health probe in flight)
             try:
                 yield entry.name, entry.stat().st_mtime
             except FileNotFoundError:

@@ -322,7 +322,12 @@ async def _commit(reg: Registry, repo: str, state: UploadState, digest: str) -> 
     try:
         await reg.storage.commit_upload(state.id, state.driver_state, digest, state.size)
     except BlobNotFound:
-        raise BlobUploadUnknown("upload data is gone", detail={"uuid": state.id}) from None
+        # A crash after the move but before the database was updated leaves exactly this:
+        # the blob in place, the session still recorded. The digest was already verified
+        # against the session's hash state, so finishing the commit is safe.
+        info = await reg.storage.stat(digest)
+        if info is None or info.size != state.size:
+            raise BlobUploadUnknown("upload data is gone", detail={"uuid": state.id}) from None
     # Storage first, metadata second: a crash in between leaves an unreferenced blob
     # (collected later), never metadata pointing at nothing.
 

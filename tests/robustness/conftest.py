@@ -1,0 +1,41 @@
+"""Fixtures starting real `okura serve` processes (ports 5200-5299, temporary data dirs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.robustness.support import OkuraServer
+
+
+@pytest.fixture
+def start_server(tmp_path) -> Iterator[Callable[..., OkuraServer]]:
+    """Start servers: `start_server(workers=1, env=None, data_dir=None)`; all are killed after the test."""
+    started: list[OkuraServer] = []
+
+    def factory(workers: int = 1, env: dict[str, str] | None = None, data_dir=None) -> OkuraServer:
+        server = OkuraServer(data_dir or tmp_path / f"data{len(started)}", workers=workers, env=env)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server) -> OkuraServer:
+    """One single-worker server on a fresh data directory."""
+    return start_server()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the server logs to a failing test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.when == "call" and report.failed and tmp_path is not None:
+        for path in sorted(tmp_path.glob("*-server.log")):
+            report.sections.append((f"okura log {path.name}", path.read_text(errors="replace")[-20000:]))
