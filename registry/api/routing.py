@@ -94,11 +94,11 @@ def content_length(request: Request) -> int | None:
     return length
 
 
-def pagination(request: Request, maximum: int) -> tuple[int | None, str | None]:
-    """`n` and `last` from the query. `n` above the maximum is clamped (the Link header
-    tells the client where to continue)."""
+def pagination(request: Request, maximum: int) -> tuple[int, str | None]:
+    """`n` and `last` from the query. Without `n`, or with a larger one, a page holds
+    `maximum` entries and the Link header tells the client where to continue."""
     raw = request.query_params.get("n")
-    limit: int | None = None
+    limit = maximum
     if raw is not None and raw != "":
         try:
             limit = int(raw)
