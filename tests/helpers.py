@@ -94,3 +94,52 @@ def error_codes(response: httpx.Response) -> list[str]:
     for e in body["errors"]:
         assert {"code", "message", "detail"} <= set(e), e
     return [e["code"] for e in body["errors"]]
+
+
+API_VERSION_HEADER = "Docker-Distribution-API-Version"
+
+
+def relative(location: str) -> str:
+    """A Location header as a path (+ query) the test client can follow, absolute or relative."""
+    url = httpx.URL(location)
+    return url.raw_path.decode() if url.is_absolute_url else location
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is an error with `status`, the exact OCI envelope and (optionally) `code`.
+    HEAD answers carry no body; only their status and headers are checked. Returns the first error."""
+    where = f"{response.request.method} {response.request.url}"
+    assert response.status_code == status, (where, response.status_code, response.text[:500])
+    assert response.headers.get(API_VERSION_HEADER) == "registry/2.0", where
+    if response.request.method == "HEAD":
+        assert response.content == b""
+        return {}
+    assert response.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"errors"}, body
+    assert isinstance(body["errors"], list) and body["errors"], body
+    for e in body["errors"]:
+        assert set(e) == {"code", "message", "detail"}, e
+        assert isinstance(e["code"], str) and e["code"], e
+        assert isinstance(e["message"], str), e
+    if code is not None:
+        assert body["errors"][0]["code"] == code, (where, body)
+    return body["errors"][0]
+
+
+async def upload_blob(client: httpx.AsyncClient, repo: str, data: bytes, digest: str | None = None) -> httpx.Response:
+    """POST an upload session, then PUT the whole blob to its Location (the suite's way of pushing)."""
+    r = await client.post(f"/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    return await client.put(
+        relative(r.headers["Location"]),
+        params={"digest": digest or sha256(data)},
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+
+async def put_manifest(
+    client: httpx.AsyncClient, repo: str, reference: str, content: bytes, media_type: str = OCI_MANIFEST
+) -> httpx.Response:
+    return await client.put(f"/v2/{repo}/manifests/{reference}", content=content, headers={"Content-Type": media_type})
