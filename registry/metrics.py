@@ -34,7 +34,7 @@ storage_duration = Histogram(
 )
 storage_errors = Counter("imageregistry_storage_errors_total", "Storage driver errors", ["operation", "code"])
 uploads_purged = Counter("okura_uploads_purged_total", "Abandoned upload sessions removed")
-cache_lookups = Counter("okura_metadata_cache_requests_total", "Metadata cache lookups", ["type"])
+zero_copy_bytes = Counter("okura_http_zero_copy_bytes_total", "Blob bytes sent with sendfile(2), bypassing Python")
 
 
 def render() -> tuple[bytes, str]:

@@ -183,6 +183,10 @@ class FilesystemStorage:
         algorithm, encoded = digest.split(":", 1)
         return os.path.join(self._blobs, algorithm, encoded[:2], encoded)
 
+    def local_path(self, digest: str) -> str:
+        """The blob's file, for zero-copy serving (an optional driver capability)."""
+        return self.blob_path(digest)
+
     def _upload_path(self, upload_id: str) -> str:
         check_upload_id(upload_id)
         return os.path.join(self._uploads, upload_id)

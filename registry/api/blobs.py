@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse, Response
 
 from registry.api.responses import StreamedBody, empty
 from registry.api.routing import RouteSpec, delete, path_digest, pull, registry, repo_name
+from registry.api.zerocopy import FileBody
 from registry.errors import RangeNotSatisfiable
 from registry.model import blobs
 
@@ -61,6 +62,11 @@ async def get_blob(request: Request) -> Response:
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return StreamedBody(None, status, headers)
+    path = blobs.local_path(reg, digest)
+    if path is not None:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        raw.append((b"content-type", b"application/octet-stream"))
+        return FileBody(path, start, length, status, raw)  # type: ignore[return-value]
     body = await blobs.read_blob(reg, digest, start, length) if length else None
     return StreamedBody(body, status, headers)
 

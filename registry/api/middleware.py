@@ -9,6 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import metrics
+from registry.api.zerocopy import RAW_SEND, SENT_BYTES
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("okura.access")
@@ -25,6 +26,7 @@ class Observability:
             return
         start = time.perf_counter()
         state: dict[str, Any] = {"status": 500, "out": 0, "in": 0}
+        scope[RAW_SEND] = send  # the server's own send, for zero-copy file bodies
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -46,6 +48,7 @@ class Observability:
         finally:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
+            state["out"] += scope.get(SENT_BYTES, 0)
             method = scope["method"]
             endpoint = scope.get("endpoint")
             route = getattr(endpoint, "__name__", "unmatched")

@@ -71,6 +71,12 @@ async def read_blob(reg: Registry, digest: str, offset: int, length: int) -> Asy
     return chained()
 
 
+def local_path(reg: Registry, digest: str) -> str | None:
+    """Where the blob lies on a local filesystem, for drivers that have one."""
+    locate = getattr(reg.storage, "local_path", None)
+    return locate(digest) if locate is not None else None
+
+
 async def redirect_url(reg: Registry, digest: str, method: str) -> str | None:
     return await reg.storage.redirect_url(digest, method)
 
