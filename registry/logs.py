@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -17,14 +18,27 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and k[0] != "_"}
+
+
+_second_cache: tuple[int, str] = (-1, "")
 
 
 def _time(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # One line per request: format the seconds once per second, append milliseconds.
+    global _second_cache
+    second = int(record.created)
+    if _second_cache[0] != second:
+        _second_cache = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second_cache[1]}.{int((record.created - second) * 1000):03d}Z"
+
+
+_NEEDS_QUOTES = re.compile(r'[\s="\\]')
 
 
 def _logfmt_value(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
     text = (
         value
         if isinstance(value, str)
@@ -32,7 +46,7 @@ def _logfmt_value(value: Any) -> str:
         if isinstance(value, dict | list)
         else str(value)
     )
-    if text == "" or any(c in text for c in ' ="\\\n\t'):
+    if text == "" or _NEEDS_QUOTES.search(text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
 
