@@ -9,21 +9,14 @@ from typing import Protocol
 
 from starlette.requests import HTTPConnection
 
+from auth.subjects import ANONYMOUS, Identity
+
 
 @dataclass(frozen=True)
 class Access:
     type: str  # "repository" or "registry"
     name: str  # repository name, or "catalog"
     action: str  # "pull", "push", "delete" or "*"
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    anonymous: bool = False
-
-
-ANONYMOUS = Identity("anonymous", anonymous=True)
 
 
 class AccessController(Protocol):
@@ -34,6 +27,9 @@ class AccessController(Protocol):
         """Whether the caller may pull from a repository it did not name in the request
         (cross-repository mounts, catalog filtering)."""
 
+    async def may_list_all(self, identity: Identity) -> bool:
+        """Whether the catalog may list every repository for this caller."""
+
 
 class AllowAll:
     """Open registry: everyone may do everything (the embedded default)."""
@@ -42,4 +38,7 @@ class AllowAll:
         return ANONYMOUS
 
     async def may_read(self, identity: Identity, repository: str) -> bool:
+        return True
+
+    async def may_list_all(self, identity: Identity) -> bool:
         return True

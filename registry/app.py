@@ -14,7 +14,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from auth.access import AccessController, AllowAll
-from registry.api import base, blobs, listings, manifests, ops, uploads
+from registry.api import admin, base, blobs, listings, manifests, ops, token, uploads
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.middleware import Observability
 from registry.api.routing import build_routes
@@ -23,12 +23,14 @@ from registry.config import Config, config_from_dict, load_config
 from registry.metadata.db import Database
 from registry.metrics import InstrumentedStorage
 from registry.model.context import Registry
+from registry.model.repositories import repository_id
 from registry.tasks import upload_purge
 from storage import create_storage
 
 log = logging.getLogger("okura")
 
 # Order matters: specific paths before the catch-all blob route.
+AUTH_ROUTE_SPECS = [*token.ROUTES, *admin.ROUTES]
 ROUTE_SPECS = [
     *base.ROUTES,
     *listings.ROUTES,
@@ -46,8 +48,34 @@ def build_registry(config: Config) -> Registry:
     return Registry(config=config, db=db, storage=storage, cache=MetadataCache(generation, config.cache.max_bytes))
 
 
+def build_access(config: Config, reg: Registry) -> Any:
+    """The access controller: open, or OpenShift-style when auth is enabled."""
+    if not config.auth.enabled:
+        return AllowAll()
+    from auth.controller import OpenShiftAccessController
+    from auth.jwt_tokens import TokenIssuer
+    from auth.policy import BindingAuthorizer
+    from auth.store import AuthStore
+
+    store = AuthStore(reg.db)
+
+    async def repository_exists(name: str) -> bool:
+        return await repository_id(reg, name) is not None
+
+    return OpenShiftAccessController(
+        config.auth,
+        store,
+        BindingAuthorizer(store, reg.cache.generation),
+        TokenIssuer(reg.db, config.auth),
+        reg.cache.generation,
+        repository_exists,
+        base_url=config.http.base_url,
+    )
+
+
 def create_app(config: Config, access: AccessController | None = None, background: bool = True) -> Any:
     reg = build_registry(config)
+    access = access or build_access(config, reg)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,6 +86,9 @@ def create_app(config: Config, access: AccessController | None = None, backgroun
         )
         await reg.storage.open()
         await reg.db.migrate()
+        issuer = getattr(access, "issuer", None)
+        if issuer is not None:
+            await issuer.load()
         tasks = []
         if background and config.uploads.purge_enabled:
             tasks.append(asyncio.create_task(upload_purge.run_forever(reg)))
@@ -70,9 +101,10 @@ def create_app(config: Config, access: AccessController | None = None, backgroun
             await reg.db.close()
             await reg.storage.close()
 
-    app = Starlette(routes=build_routes(ROUTE_SPECS), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    specs = ROUTE_SPECS + (AUTH_ROUTE_SPECS if config.auth.enabled else [])
+    app = Starlette(routes=build_routes(specs), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.registry = reg
-    app.state.access = access or AllowAll()
+    app.state.access = access
     app.state.config = config
     return Observability(app, log_access=config.log.access_log)
 

@@ -122,6 +122,10 @@ def _describe_url(url: str) -> str:
     return url
 
 
+def load_cli_config(args: argparse.Namespace) -> Any:
+    return _load(args)
+
+
 def _load(args: argparse.Namespace) -> Any:
     raw = os.environ.get("OKURA_CONFIG_JSON")  # set by `okura serve` for its children
     if raw and not args.config:
@@ -164,10 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))
+        p.add_argument("--data-dir")
+
     migrate = sub.add_parser("migrate", help="bring the metadata database schema up to date")
-    migrate.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))
-    migrate.add_argument("--data-dir")
+    common(migrate)
     migrate.set_defaults(func=cmd_migrate)
+
+    from registry import cli_auth
+
+    cli_auth.add_parser(sub, common)
 
     check = sub.add_parser("check-config", help="validate a config file and the environment")
     check.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))

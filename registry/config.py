@@ -140,6 +140,25 @@ class PaginationConfig:
 
 
 @dataclass
+class AuthConfig:
+    enabled: bool = False
+    # Token endpoint URL advertised in challenges; empty: <request scheme://host>/openshift/token.
+    realm: str = ""
+    service: str = "okura-registry"
+    issuer: str = "okura"
+    token_ttl: Duration = Duration(300)
+    # PEM file with an EC P-256 private key to sign bearer tokens; empty: keys are
+    # generated and kept in the database (rotate with `okura auth rotate-key`).
+    signing_key_file: str = ""
+    # Failed logins from one client within failure_window: after `slow_after` each answer
+    # is delayed, after `max_failures` the client gets 429 for `lockout`.
+    slow_after: int = 5
+    max_failures: int = 20
+    failure_window: Duration = Duration(60)
+    lockout: Duration = Duration(300)
+
+
+@dataclass
 class Config:
     data_dir: str = "./data"
     http: HTTPConfig = field(default_factory=HTTPConfig)
@@ -150,6 +169,7 @@ class Config:
     manifests: ManifestsConfig = field(default_factory=ManifestsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     pagination: PaginationConfig = field(default_factory=PaginationConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     # derived values -----------------------------------------------------------------------
     @property
@@ -259,6 +279,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"database.url: must start with sqlite:/// or postgresql://, not {url.split(':')[0]!r}")
     if cfg.manifests.max_size < 1024:
         raise ConfigError("manifests.max_size: must be at least 1KiB")
+    if cfg.auth.signing_key_file and not os.path.isfile(cfg.auth.signing_key_file):
+        raise ConfigError(f"auth.signing_key_file: {cfg.auth.signing_key_file} does not exist")
+    if cfg.auth.token_ttl < 10:
+        raise ConfigError("auth.token_ttl: must be at least 10s")
     if cfg.uploads.chunk_buffer < 64 * 1024:
         raise ConfigError("uploads.chunk_buffer: must be at least 64KiB")
 

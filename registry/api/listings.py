@@ -33,7 +33,14 @@ def catalog_access(request: Request) -> list[Access]:
 async def catalog(request: Request) -> Response:
     reg = registry(request)
     limit, last = pagination(request, reg.config.pagination.catalog_max_entries)
-    page = await listings.list_repositories(reg, limit, last)
+    access, identity = request.app.state.access, request.state.identity
+    visible = None
+    if not await access.may_list_all(identity):
+
+        async def visible(repo: str) -> bool:
+            return await access.may_read(identity, repo)
+
+    page = await listings.list_repositories(reg, limit, last, visible)
     headers = {"Link": next_link("/v2/_catalog", limit, page.items[-1])} if page.more else None
     return _json({"repositories": page.items}, headers)
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry import metrics
-from registry.api.routing import RouteSpec, no_access, registry
+from registry.api.routing import RouteSpec, public, registry
 
 HEALTH_TIMEOUT = 5.0
 
@@ -44,6 +44,6 @@ def metrics_access(request: Request) -> list:
 
 
 ROUTES = [
-    RouteSpec("/healthz", "healthz", {"GET": (healthz, no_access), "HEAD": (healthz, no_access)}),
+    RouteSpec("/healthz", "healthz", {"GET": (healthz, public), "HEAD": (healthz, public)}),
     RouteSpec("/metrics", "metrics", {"GET": (metrics_endpoint, metrics_access)}),
 ]

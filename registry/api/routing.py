@@ -11,12 +11,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from auth.access import Access
+from auth.subjects import ANONYMOUS
 from registry.errors import PaginationNumberInvalid, RequestInvalid
 from registry.model.context import Registry
 from registry.names import validate_digest, validate_name
 
 Handler = Callable[[Request], Awaitable[Response]]
-AccessRule = Callable[[Request], list[Access]]
+AccessRule = Callable[[Request], list[Access] | None]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,14 @@ class RouteSpec:
     methods: dict[str, tuple[Handler, AccessRule]]
 
 
+def public(request: Request) -> None:
+    """No credentials needed at all (health checks, the token endpoint)."""
+    return None
+
+
 def no_access(request: Request) -> list[Access]:
+    """Any authenticated caller (the API version check answers 401 to anonymous callers
+    when auth is on, which is what makes clients log in)."""
     return []
 
 
@@ -50,7 +58,11 @@ def guarded(spec: RouteSpec) -> Handler:
 
     async def endpoint(request: Request) -> Response:
         handler, access = methods[request.method]
-        request.state.identity = await request.app.state.access.authorize(request, access(request))
+        needed = access(request)
+        if needed is None:
+            request.state.identity = ANONYMOUS
+        else:
+            request.state.identity = await request.app.state.access.authorize(request, needed)
         return await handler(request)
 
     endpoint.__name__ = spec.name

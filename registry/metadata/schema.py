@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -139,4 +140,57 @@ leases = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("expires_at", TS, nullable=False),
+)
+
+# -- identities and access (auth/) -----------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("created_at", TS, nullable=False),
+)
+
+service_accounts = Table(
+    "service_accounts",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("created_at", TS, nullable=False),
+)
+
+# Long-lived API tokens; only a SHA-256 of the secret is kept.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("subject", String(255), nullable=False),  # user name or system:serviceaccount:<ns>:<name>
+    Column("description", String(255), nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=True),
+    Column("revoked_at", TS, nullable=True),
+    Index("ix_tokens_subject", "subject"),
+)
+
+role_bindings = Table(
+    "role_bindings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("role", String(64), nullable=False),
+    Column("subject", String(255), nullable=False),  # user, system:serviceaccount:…, or group
+    Column("namespace", String(255), nullable=True),  # NULL: cluster-wide
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("role", "subject", "namespace"),
+)
+
+# Keys that sign bearer JWTs. Retired keys stay to verify tokens they signed until those expire.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_pem", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("retired_at", TS, nullable=True),
 )

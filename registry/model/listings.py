@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,19 +81,28 @@ async def list_tags(reg: Registry, repo: str, limit: int | None, last: str | Non
     return Page(names[start:end], end < len(names))
 
 
-async def list_repositories(reg: Registry, limit: int | None, last: str | None) -> Page:
+async def list_repositories(
+    reg: Registry, limit: int | None, last: str | None, visible: Callable[[str], Awaitable[bool]] | None = None
+) -> Page:
+    """A page of repository names; with `visible`, only those it accepts (the caller's view)."""
     if limit == 0:
         return Page([], False)
     name_col = _ordered(reg, repositories.c.name)
-    query = select(repositories.c.name).order_by(name_col)
-    if last:
-        query = query.where(name_col > last)
-    if limit is not None:
-        query = query.limit(limit + 1)
-    names = await reg.db.read(lambda conn: list(conn.execute(query).scalars()))
-    if limit is not None and len(names) > limit:
-        return Page(names[:limit], True)
-    return Page(names, False)
+    batch = (limit or 1000) + 1
+    found: list[str] = []
+    while True:
+        query = select(repositories.c.name).order_by(name_col).limit(batch)
+        if last:
+            query = query.where(name_col > last)
+        names = await reg.db.read(lambda conn, q=query: list(conn.execute(q).scalars()))
+        for name in names:
+            if visible is None or await visible(name):
+                found.append(name)
+                if limit is not None and len(found) > limit:
+                    return Page(found[:limit], True)
+        if len(names) < batch:
+            return Page(found, False)
+        last = names[-1]
 
 
 async def list_referrers(reg: Registry, repo: str, subject: str, artifact_type: str | None) -> dict[str, Any]:

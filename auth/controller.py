@@ -1,0 +1,298 @@
+"""The OpenShift-style access controller: who is calling, and may they do what the
+route needs? Each access record becomes a SubjectAccessReview-like check of a verb
+on a resource in the repository's namespace (its first path component)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from auth.access import Access
+from auth.jwt_tokens import InvalidToken, TokenIssuer, granted_actions
+from auth.policy import AUTH_SLOT, Authorizer, Check
+from auth.ratelimit import FailureLimiter
+from auth.store import AuthStore
+from auth.subjects import ANONYMOUS, ANONYMOUS_USER, Identity, identity_for
+from registry.cache import Generation
+from registry.config import AuthConfig
+from registry.errors import Denied, NameInvalid, TooManyRequests, Unauthorized
+
+TOKEN_CACHE_SECONDS = 10.0  # bound on how long another host's revocation may take to apply
+ACTIONS = ("pull", "push", "delete")
+
+
+class BadCredentials(Exception):
+    pass
+
+
+def namespace_of(repository: str) -> str:
+    namespace, sep, _ = repository.partition("/")
+    if not sep:
+        raise NameInvalid(
+            f"repository {repository!r} has no namespace: with auth enabled names are <namespace>/<name>, "
+            "and permissions are granted per namespace",
+            detail={"name": repository},
+        )
+    return namespace
+
+
+def checks_for(access: Access, repository_exists: bool = True) -> list[Check]:
+    """The checks one access record needs (OpenShift's mapping)."""
+    if access.type == "repository":
+        ns = namespace_of(access.name)
+        if access.action == "pull":
+            return [Check("get", "imagestreams/layers", ns)]
+        if access.action == "push":
+            checks = [Check("update", "imagestreams/layers", ns)]
+            if not repository_exists:
+                checks.append(Check("create", "imagestreams", ns))
+            return checks
+        if access.action == "delete":
+            return [Check("delete", "images", ns)]
+        if access.action == "*":
+            return [c for a in ACTIONS for c in checks_for(Access(access.type, access.name, a), repository_exists)]
+    if access.type == "registry":
+        if access.name == "catalog":
+            return []  # everyone may list; the listing shows only what the caller may pull
+        if access.name == "metrics":
+            return [Check("get", "registry/metrics", None)]
+        if access.name == "admin":
+            return [Check("delete", "images", None)]
+    raise Denied(f"unknown access {access.type}:{access.name}:{access.action}")
+
+
+class OpenShiftAccessController:
+    def __init__(
+        self,
+        config: AuthConfig,
+        store: AuthStore,
+        authorizer: Authorizer,
+        issuer: TokenIssuer,
+        generation: Generation,
+        repository_exists: Callable[[str], Awaitable[bool]],
+        base_url: str = "",
+    ):
+        self.config = config
+        self.store = store
+        self.authorizer = authorizer
+        self.issuer = issuer
+        self.generation = generation
+        self.repository_exists = repository_exists
+        self.base_url = base_url
+        self.limiter = FailureLimiter(config.slow_after, config.max_failures, config.failure_window, config.lockout)
+        self._tokens: dict[str, tuple[tuple[int, int], float, str | None]] = {}
+
+    # -- authentication -------------------------------------------------------------------------
+
+    async def _token_subject(self, secret: str) -> str | None:
+        """The subject of a long-lived token, cached briefly (revocations bump AUTH_SLOT)."""
+        stamp = self.generation.stamp(AUTH_SLOT)
+        now = time.monotonic()
+        cached = self._tokens.get(secret)
+        if cached is not None and cached[0] == stamp and now - cached[1] < TOKEN_CACHE_SECONDS:
+            return cached[2]
+        found = await self.store.token_subject(secret)
+        subject = found[0] if found else None
+        if found is not None and found[1] is not None:
+            # Never cache past the token's own expiry.
+            remaining = found[1].timestamp() - time.time()
+            if remaining < TOKEN_CACHE_SECONDS:
+                now -= TOKEN_CACHE_SECONDS - max(remaining, 0)
+        if len(self._tokens) > 10_000:
+            self._tokens.clear()
+        self._tokens[secret] = (stamp, now, subject)
+        return subject
+
+    async def _credentials(self, user: str, secret: str) -> Identity:
+        if not secret:
+            raise BadCredentials("empty password")
+        subject = await self._token_subject(secret)
+        if subject is None and user and await self.store.check_password(user, secret):
+            subject = user
+        if subject is None:
+            raise BadCredentials("invalid credentials")
+        return identity_for(subject)
+
+    async def identify(self, conn: HTTPConnection) -> Identity | None:
+        """The caller, or None when the request carries no credentials at all."""
+        header = conn.headers.get("authorization")
+        if not header:
+            return None
+        scheme, _, value = header.strip().partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "basic":
+            try:
+                user, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                raise BadCredentials("undecodable Basic credentials") from None
+            if not sep:
+                raise BadCredentials("Basic credentials without a password")
+            return await self._credentials(user, secret)
+        if scheme == "bearer":
+            if value in ("", "anonymous"):
+                return None
+            if value.count(".") == 2:
+                try:
+                    claims = await self.issuer.verify(value)
+                except InvalidToken as e:
+                    raise BadCredentials(f"invalid bearer token: {e}") from None
+                base = ANONYMOUS if claims["sub"] == ANONYMOUS_USER else identity_for(claims["sub"])
+                return dataclasses.replace(base, claims=claims)
+            return await self._credentials("", value)
+        raise BadCredentials(f"unsupported authorization scheme {scheme!r}")
+
+    def _client(self, conn: HTTPConnection) -> str:
+        return conn.client.host if conn.client else "-"
+
+    async def authenticate(self, conn: HTTPConnection) -> Identity | None:
+        """identify() with brute-force protection: failures from one client are slowed,
+        then refused with 429 for a while."""
+        client = self._client(conn)
+        wait = self.limiter.check(client)
+        if wait is None:
+            raise TooManyRequests(
+                "too many failed logins from this client; try again later",
+                headers={"Retry-After": str(int(self.config.lockout))},
+            )
+        try:
+            identity = await self.identify(conn)
+        except BadCredentials as e:
+            delay = self.limiter.failed(client)
+            if delay:
+                await asyncio.sleep(delay)
+            raise Unauthorized(str(e), headers={"WWW-Authenticate": self.challenge(conn, [])}) from None
+        return identity
+
+    # -- authorization --------------------------------------------------------------------------
+
+    def realm(self, conn: HTTPConnection) -> str:
+        if self.config.realm:
+            return self.config.realm
+        base = self.base_url or f"{conn.url.scheme}://{conn.headers.get('host', conn.url.netloc)}"
+        return base.rstrip("/") + "/openshift/token"
+
+    def challenge(self, conn: HTTPConnection, needed: list[Access], error: str | None = None) -> str:
+        value = f'Bearer realm="{self.realm(conn)}",service="{self.config.service}"'
+        scopes = _scopes(needed)
+        if scopes:
+            value += f',scope="{scopes}"'
+        if error:
+            value += f',error="{error}"'
+        return value
+
+    async def authorize(self, conn: HTTPConnection, needed: list[Access]) -> Identity:
+        identity = await self.authenticate(conn)
+        if identity is None:
+            # Let the route's own checks run first: a malformed name is a 400 for everyone.
+            for access in needed:
+                checks_for(access)
+            raise Unauthorized(headers={"WWW-Authenticate": self.challenge(conn, needed)})
+        for access in needed:
+            exists = True
+            if access.type == "repository" and access.action in ("push", "*"):
+                exists = await self.repository_exists(access.name)
+            checks = checks_for(access, exists)
+            if identity.claims is not None:
+                await self._authorize_jwt(conn, identity, access, checks, needed)
+                continue
+            for check in checks:
+                if not await self.authorizer.allowed(identity, check):
+                    self._deny(conn, identity, check, needed)
+        return identity
+
+    async def _authorize_jwt(
+        self, conn: HTTPConnection, identity: Identity, access: Access, checks: list[Check], needed: list[Access]
+    ) -> None:
+        if not checks:
+            return
+        granted = granted_actions(identity.claims or {}, access.type, access.name)
+        if access.action in granted or "*" in granted:
+            return
+        # The token lacks the scope. Say "denied" if the caller could not get it anyway,
+        # so podman and docker users read a permission problem, not a bad password.
+        for check in checks:
+            if not await self.authorizer.allowed(identity, check):
+                self._deny(conn, identity, check, needed)
+        raise Unauthorized(
+            f"token does not grant {access.action} on {access.name}",
+            headers={"WWW-Authenticate": self.challenge(conn, needed, "insufficient_scope")},
+        )
+
+    def _deny(self, conn: HTTPConnection, identity: Identity, check: Check, needed: list[Access]) -> None:
+        if identity.anonymous:
+            raise Unauthorized(
+                f"authentication required: anonymous users cannot {check.describe()}",
+                headers={"WWW-Authenticate": self.challenge(conn, needed)},
+            )
+        raise Denied(
+            f"{identity.name} cannot {check.describe()}",
+            detail={
+                "verb": check.verb,
+                "resource": check.resource,
+                "namespace": check.namespace,
+                "subject": identity.name,
+            },
+        )
+
+    async def may_read(self, identity: Any, repository: str) -> bool:
+        namespace, sep, _ = repository.partition("/")
+        if not sep:
+            return False
+        ident = identity if isinstance(identity, Identity) else ANONYMOUS
+        return await self.authorizer.allowed(ident, Check("get", "imagestreams/layers", namespace))
+
+    async def may_list_all(self, identity: Any) -> bool:
+        ident = identity if isinstance(identity, Identity) else ANONYMOUS
+        return await self.authorizer.allowed(ident, Check("list", "imagestreams", None))
+
+    # -- the token endpoint ---------------------------------------------------------------------
+
+    async def grants_for(self, identity: Identity, scopes: list[str]) -> list[Any]:
+        """Downscope requested scopes to what `identity` may do (never an error)."""
+        from auth.jwt_tokens import Grant
+
+        grants: dict[tuple[str, str], set[str]] = {}
+        for scope in scopes:
+            parsed = parse_scope(scope)
+            if parsed is None:
+                continue
+            type_, name, actions = parsed
+            for action in actions:
+                try:
+                    exists = await self.repository_exists(name) if type_ == "repository" else True
+                    checks = checks_for(Access(type_, name, action), exists)
+                except (NameInvalid, Denied):
+                    continue
+                if all([await self.authorizer.allowed(identity, c) for c in checks]):
+                    grants.setdefault((type_, name), set()).add(action)
+        return [Grant(t, n, tuple(sorted(a))) for (t, n), a in grants.items()]
+
+
+def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
+    """`repository:ns/name:pull,push` -> ("repository", "ns/name", ["pull", "push"])."""
+    type_, _, rest = scope.partition(":")
+    name, _, actions = rest.rpartition(":")
+    if type_ not in ("repository", "registry") or not name or not actions:
+        return None
+    from registry.names import NAME_RE
+
+    if type_ == "repository" and (len(name) > 255 or not NAME_RE.fullmatch(name)):
+        return None
+    allowed = {"pull", "push", "delete", "*"}
+    return type_, name, [a for a in actions.split(",") if a in allowed]
+
+
+def _scopes(needed: list[Access]) -> str:
+    by_name: dict[tuple[str, str], list[str]] = {}
+    for a in needed:
+        by_name.setdefault((a.type, a.name), [])
+        if a.action not in by_name[(a.type, a.name)]:
+            by_name[(a.type, a.name)].append(a.action)
+    return " ".join(f"{t}:{n}:{','.join(acts)}" for (t, n), acts in by_name.items())

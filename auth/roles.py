@@ -1,0 +1,75 @@
+"""Built-in roles, named and scoped as in OpenShift. A rule grants verbs on resources;
+a binding grants a role to a subject in one namespace or cluster-wide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# What the registry checks (OpenShift's SubjectAccessReview attributes, image.openshift.io):
+#   pull   -> get    imagestreams/layers        push -> update imagestreams/layers
+#   new repository -> create imagestreams       delete manifests/tags/blobs -> delete images
+#   catalog of everything -> list imagestreams (cluster)   metrics -> get registry/metrics
+#   role bindings in a namespace -> create/delete rolebindings
+VERBS = ("get", "list", "create", "update", "delete")
+RESOURCES = ("imagestreams", "imagestreams/layers", "images", "rolebindings", "registry/metrics", "users", "tokens")
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    rules: tuple[tuple[frozenset[str], frozenset[str]], ...]  # (verbs, resources)
+    description: str = ""
+
+    def allows(self, verb: str, resource: str) -> bool:
+        return any(verb in verbs and resource in resources for verbs, resources in self.rules)
+
+
+def _rule(verbs: str, resources: str) -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(verbs.split()), frozenset(resources.split())
+
+
+ALL_VERBS = " ".join(VERBS)
+
+ROLES: dict[str, Role] = {
+    r.name: r
+    for r in (
+        Role(
+            "registry-viewer",
+            (_rule("get", "imagestreams/layers"), _rule("get list", "imagestreams images")),
+            description="pull images (system:image-puller)",
+        ),
+        Role(
+            "registry-editor",
+            (
+                _rule("get update", "imagestreams/layers"),
+                _rule("get list create", "imagestreams"),
+                _rule("get list", "images"),
+            ),
+            description="pull and push images (system:image-pusher)",
+        ),
+        Role(
+            "admin",
+            (_rule(ALL_VERBS, "imagestreams imagestreams/layers images rolebindings"),),
+            description="everything in a namespace, including deletes and role bindings",
+        ),
+        Role(
+            "system:image-pruner",
+            (
+                _rule("get list delete", "images"),
+                _rule("get list update", "imagestreams"),
+                _rule("get", "imagestreams/layers"),
+            ),
+            description="prune images and image streams",
+        ),
+        Role("cluster-admin", (_rule(ALL_VERBS, " ".join(RESOURCES)),), description="everything, everywhere"),
+    )
+}
+# OpenShift's names for the same roles.
+ALIASES = {"system:image-puller": "registry-viewer", "system:image-pusher": "registry-editor"}
+
+
+def resolve_role(name: str) -> Role:
+    role = ROLES.get(ALIASES.get(name, name))
+    if role is None:
+        raise KeyError(f"unknown role {name!r} (known: {', '.join([*ROLES, *ALIASES])})")
+    return role

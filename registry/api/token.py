@@ -1,0 +1,27 @@
+"""GET /openshift/token: the Docker token protocol. Credentials in, a short-lived JWT
+out, its `access` claims downscoped to what the caller may do. Unlike OpenShift, the
+caller's long-lived token is never echoed back."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth.subjects import ANONYMOUS
+from registry.api.routing import RouteSpec, public
+
+
+async def issue_token(request: Request) -> Response:
+    controller = request.app.state.access
+    identity = await controller.authenticate(request) or ANONYMOUS
+    scopes = [s for value in request.query_params.getlist("scope") for s in value.split(" ") if s]
+    grants = await controller.grants_for(identity, scopes)
+    token, expires_in, issued_at = controller.issuer.mint(identity.name, grants)
+    request.state.identity = identity
+    body = {"token": token, "access_token": token, "expires_in": expires_in, "issued_at": issued_at}
+    return Response(json.dumps(body).encode(), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+ROUTES = [RouteSpec("/openshift/token", "token", {"GET": (issue_token, public)})]

@@ -1,0 +1,128 @@
+"""Roles, subjects, the rate limiter and scope parsing: pure logic of auth/."""
+
+from __future__ import annotations
+
+import pytest
+
+from auth.access import Access
+from auth.controller import checks_for, namespace_of, parse_scope
+from auth.policy import Check
+from auth.ratelimit import FailureLimiter
+from auth.roles import ROLES, resolve_role
+from auth.subjects import SubjectInvalid, identity_for, parse_subject
+from registry.errors import NameInvalid
+
+
+@pytest.mark.parametrize(
+    ("role", "verb", "resource", "allowed"),
+    [
+        ("registry-viewer", "get", "imagestreams/layers", True),
+        ("registry-viewer", "update", "imagestreams/layers", False),
+        ("registry-viewer", "delete", "images", False),
+        ("registry-editor", "get", "imagestreams/layers", True),
+        ("registry-editor", "update", "imagestreams/layers", True),
+        ("registry-editor", "create", "imagestreams", True),
+        ("registry-editor", "delete", "images", False),
+        ("admin", "delete", "images", True),
+        ("admin", "create", "rolebindings", True),
+        ("admin", "get", "registry/metrics", False),
+        ("system:image-pruner", "delete", "images", True),
+        ("system:image-pruner", "update", "imagestreams/layers", False),
+        ("cluster-admin", "get", "registry/metrics", True),
+        ("cluster-admin", "delete", "images", True),
+    ],
+)
+def test_builtin_roles(role, verb, resource, allowed):
+    assert ROLES[role].allows(verb, resource) is allowed
+
+
+def test_openshift_role_names_are_aliases():
+    assert resolve_role("system:image-puller").name == "registry-viewer"
+    assert resolve_role("system:image-pusher").name == "registry-editor"
+    with pytest.raises(KeyError):
+        resolve_role("root")
+
+
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        ("alice", "alice"),
+        ("team/robot", "system:serviceaccount:team:robot"),
+        ("system:serviceaccount:team:robot", "system:serviceaccount:team:robot"),
+        ("system:authenticated", "system:authenticated"),
+        ("system:unauthenticated", "system:unauthenticated"),
+    ],
+)
+def test_subjects_are_normalised(text, subject):
+    assert parse_subject(text) == subject
+
+
+@pytest.mark.parametrize("text", ["", "system:masters", "Team/robot", "team/Robot!", "a b", "../x", "x" * 300])
+def test_bad_subjects_are_refused(text):
+    with pytest.raises(SubjectInvalid):
+        parse_subject(text)
+
+
+def test_service_accounts_are_in_their_groups():
+    ident = identity_for("system:serviceaccount:team:robot")
+    assert "system:authenticated" in ident.subjects
+    assert "system:serviceaccounts:team" in ident.subjects
+    assert not ident.anonymous
+
+
+def test_access_records_map_to_openshift_checks():
+    assert checks_for(Access("repository", "team/app", "pull")) == [Check("get", "imagestreams/layers", "team")]
+    assert checks_for(Access("repository", "team/app/sub", "push"), repository_exists=False) == [
+        Check("update", "imagestreams/layers", "team"),
+        Check("create", "imagestreams", "team"),
+    ]
+    assert checks_for(Access("repository", "team/app", "delete")) == [Check("delete", "images", "team")]
+    assert checks_for(Access("registry", "catalog", "*")) == []
+    assert checks_for(Access("registry", "metrics", "get")) == [Check("get", "registry/metrics", None)]
+    assert checks_for(Access("registry", "admin", "*")) == [Check("delete", "images", None)]
+
+
+def test_single_component_repositories_have_no_namespace():
+    with pytest.raises(NameInvalid, match="namespace"):
+        namespace_of("app")
+
+
+@pytest.mark.parametrize(
+    ("scope", "parsed"),
+    [
+        ("repository:team/app:pull,push", ("repository", "team/app", ["pull", "push"])),
+        ("repository:team/app:*", ("repository", "team/app", ["*"])),
+        ("registry:catalog:*", ("registry", "catalog", ["*"])),
+        ("repository:team/app:pull,admin,push", ("repository", "team/app", ["pull", "push"])),
+        ("repository:Team/App:pull", None),
+        ("repository:../etc:pull", None),
+        ("garbage", None),
+        ("repository::pull", None),
+    ],
+)
+def test_scope_parsing(scope, parsed):
+    assert parse_scope(scope) == parsed
+
+
+def test_failure_limiter_slows_then_locks_out(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("auth.ratelimit.time.monotonic", lambda: clock[0])
+    limiter = FailureLimiter(slow_after=2, max_failures=5, window=60, lockout=300)
+    delays = [limiter.failed("1.2.3.4") for _ in range(4)]
+    assert delays[0] == 0 and delays[1] > 0 and delays[3] > delays[2]
+    assert limiter.check("1.2.3.4") == 0.0
+    limiter.failed("1.2.3.4")  # the fifth failure locks the client out
+    assert limiter.check("1.2.3.4") is None
+    assert limiter.check("5.6.7.8") == 0.0  # other clients are unaffected
+    clock[0] += 301
+    assert limiter.check("1.2.3.4") == 0.0
+
+
+def test_failures_outside_the_window_are_forgotten(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("auth.ratelimit.time.monotonic", lambda: clock[0])
+    limiter = FailureLimiter(slow_after=1, max_failures=3, window=10, lockout=300)
+    for _ in range(10):
+        limiter.failed("c")
+        clock[0] += 11
+    assert limiter.check("c") == 0.0
