@@ -285,7 +285,7 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
 
     if type_ == "repository" and (len(name) > 255 or not NAME_RE.fullmatch(name)):
         return None
-    allowed = {"pull", "push", "delete", "*"}
+    allowed = {"pull", "push", "delete", "*"} if type_ == "repository" else {"*", "get"}
     return type_, name, [a for a in actions.split(",") if a in allowed]
 
 
