@@ -8,15 +8,15 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection
 
 from auth.access import Access
+from auth.authn import Authenticator, DatabaseAuthenticator
 from auth.jwt_tokens import InvalidToken, TokenIssuer, granted_actions
-from auth.policy import AUTH_SLOT, Authorizer, Check
+from auth.policy import Authorizer, Check
 from auth.ratelimit import FailureLimiter
 from auth.store import AuthStore
 from auth.subjects import ANONYMOUS, ANONYMOUS_USER, Identity, identity_for
@@ -24,7 +24,6 @@ from registry.cache import Generation
 from registry.config import AuthConfig
 from registry.errors import Denied, NameInvalid, TooManyRequests, Unauthorized
 
-TOKEN_CACHE_SECONDS = 10.0  # bound on how long another host's revocation may take to apply
 ACTIONS = ("pull", "push", "delete")
 
 
@@ -86,36 +85,17 @@ class OpenShiftAccessController:
         self.generation = generation
         self.repository_exists = repository_exists
         self.base_url = base_url
+        self.authenticator: Authenticator = DatabaseAuthenticator(store, generation)
         self.limiter = FailureLimiter(config.slow_after, config.max_failures, config.failure_window, config.lockout)
-        self._tokens: dict[str, tuple[tuple[int, int], float, str | None]] = {}
 
     # -- authentication -------------------------------------------------------------------------
-
-    async def _token_subject(self, secret: str) -> str | None:
-        """The subject of a long-lived token, cached briefly (revocations bump AUTH_SLOT)."""
-        stamp = self.generation.stamp(AUTH_SLOT)
-        now = time.monotonic()
-        cached = self._tokens.get(secret)
-        if cached is not None and cached[0] == stamp and now - cached[1] < TOKEN_CACHE_SECONDS:
-            return cached[2]
-        found = await self.store.token_subject(secret)
-        subject = found[0] if found else None
-        if found is not None and found[1] is not None:
-            # Never cache past the token's own expiry.
-            remaining = found[1].timestamp() - time.time()
-            if remaining < TOKEN_CACHE_SECONDS:
-                now -= TOKEN_CACHE_SECONDS - max(remaining, 0)
-        if len(self._tokens) > 10_000:
-            self._tokens.clear()
-        self._tokens[secret] = (stamp, now, subject)
-        return subject
 
     async def _credentials(self, user: str, secret: str) -> Identity:
         if not secret:
             raise BadCredentials("empty password")
-        subject = await self._token_subject(secret)
-        if subject is None and user and await self.store.check_password(user, secret):
-            subject = user
+        subject = await self.authenticator.subject_for_token(secret)
+        if subject is None and user:
+            subject = await self.authenticator.subject_for_password(user, secret)
         if subject is None:
             raise BadCredentials("invalid credentials")
         return identity_for(subject)
