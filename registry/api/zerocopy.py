@@ -97,14 +97,14 @@ class FileBody:
         transport = cycle.transport
         while transport.get_write_buffer_size() and not cycle.disconnected:
             await asyncio.sleep(0.0005)  # let uvicorn flush the headers first
-        if cycle.disconnected:
-            raise ClientDisconnect()
-        sock_fd = transport.get_extra_info("socket").fileno()
-        try:
-            await loop.run_in_executor(_senders, _sendfile_all, sock_fd, fd, self.offset, self.length)
-        except OSError:
-            transport.close()  # the body is incomplete: the connection cannot be reused
-            raise ClientDisconnect() from None
+        if not cycle.disconnected:
+            sock_fd = transport.get_extra_info("socket").fileno()
+            try:
+                await loop.run_in_executor(_senders, _sendfile_all, sock_fd, fd, self.offset, self.length)
+            except OSError:
+                # The client went away mid-body (or stalled): the connection cannot carry
+                # another response. Close it; the response then ends quietly below.
+                transport.close()
         cycle.expected_content_length = 0  # uvicorn counts body bytes; these went around it
 
     async def _copy(self, loop: asyncio.AbstractEventLoop, send: Send, fd: int) -> None:

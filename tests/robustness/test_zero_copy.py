@@ -53,3 +53,23 @@ def test_blob_bodies_and_ranges_are_exact(server):
         sent = _zero_copy_bytes(client) - before
     expected_total = len(data) + 1 + 4096 + (len(data) - 1000001) + 777 + 3 * 10
     assert sent == expected_total, "the bodies did not go through sendfile"
+
+
+def test_client_vanishing_mid_body_is_not_an_error(server):
+    import socket
+    import time
+
+    data = os.urandom(32 * 1024 * 1024)
+    digest = sha256(data)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.post("/v2/zc/gone/blobs/uploads/", params={"digest": digest}, content=data).status_code == 201
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(f"GET /v2/zc/gone/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.close()  # with most of the body unsent
+        time.sleep(0.5)
+        r = client.get(f"/v2/zc/gone/blobs/{digest}")
+        assert r.status_code == 200 and r.content == data
+    log = server.log_path.read_text(errors="replace")
+    assert "level=error" not in log and "Traceback" not in log, log[-3000:]
