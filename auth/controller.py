@@ -8,6 +8,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -87,6 +88,7 @@ class OpenShiftAccessController:
         self.base_url = base_url
         self.authenticator: Authenticator = DatabaseAuthenticator(store, generation)
         self.limiter = FailureLimiter(config.slow_after, config.max_failures, config.failure_window, config.lockout)
+        self._jwt_identities: dict[str, tuple[float, Identity]] = {}
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -119,14 +121,26 @@ class OpenShiftAccessController:
             if value in ("", "anonymous"):
                 return None
             if value.count(".") == 2:
-                try:
-                    claims = await self.issuer.verify(value)
-                except InvalidToken as e:
-                    raise BadCredentials(f"invalid bearer token: {e}") from None
-                base = ANONYMOUS if claims["sub"] == ANONYMOUS_USER else identity_for(claims["sub"])
-                return dataclasses.replace(base, claims=claims)
+                return await self._jwt_identity(value)
             return await self._credentials("", value)
         raise BadCredentials(f"unsupported authorization scheme {scheme!r}")
+
+    async def _jwt_identity(self, token: str) -> Identity:
+        # Hot path: a client reuses its JWT for many requests; keep the identity it maps to.
+        cached = self._jwt_identities.get(token)
+        if cached is not None and cached[0] > time.time():
+            return cached[1]
+        try:
+            claims = await self.issuer.verify(token)
+        except InvalidToken as e:
+            raise BadCredentials(f"invalid bearer token: {e}") from None
+        base = ANONYMOUS if claims["sub"] == ANONYMOUS_USER else identity_for(claims["sub"])
+        identity = dataclasses.replace(base, claims=claims)
+        if len(self._jwt_identities) > 10_000:
+            now = time.time()
+            self._jwt_identities = {t: v for t, v in self._jwt_identities.items() if v[0] > now}
+        self._jwt_identities[token] = (float(claims["exp"]), identity)
+        return identity
 
     def _client(self, conn: HTTPConnection) -> str:
         return conn.client.host if conn.client else "-"
