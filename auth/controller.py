@@ -123,7 +123,8 @@ class OpenShiftAccessController:
             if value.count(".") == 2:
                 return await self._jwt_identity(value)
             return await self._credentials("", value)
-        raise BadCredentials(f"unsupported authorization scheme {scheme!r}")
+        # Never echo the header: a client that forgot "Bearer " would see its secret logged.
+        raise BadCredentials("unsupported authorization scheme (use Basic or Bearer)")
 
     async def _jwt_identity(self, token: str) -> Identity:
         # Hot path: a client reuses its JWT for many requests; keep the identity it maps to.
@@ -145,9 +146,10 @@ class OpenShiftAccessController:
     def _client(self, conn: HTTPConnection) -> str:
         return conn.client.host if conn.client else "-"
 
-    async def authenticate(self, conn: HTTPConnection) -> Identity | None:
+    async def authenticate(self, conn: HTTPConnection, allow_jwt: bool = True) -> Identity | None:
         """identify() with brute-force protection: failures from one client are slowed,
-        then refused with 429 for a while."""
+        then refused with 429 for a while. `allow_jwt=False` refuses our own bearer JWTs
+        (the token endpoint: a JWT must not be exchanged for a fresh or broader one)."""
         client = self._client(conn)
         wait = self.limiter.check(client)
         if wait is None:
@@ -157,6 +159,8 @@ class OpenShiftAccessController:
             )
         try:
             identity = await self.identify(conn)
+            if identity is not None and identity.claims is not None and not allow_jwt:
+                raise BadCredentials("a bearer JWT cannot be exchanged for another; present a token or password")
         except BadCredentials as e:
             delay = self.limiter.failed(client)
             if delay:
@@ -183,6 +187,8 @@ class OpenShiftAccessController:
 
     async def authorize(self, conn: HTTPConnection, needed: list[Access]) -> Identity:
         identity = await self.authenticate(conn)
+        # Known before any refusal, so that the access log names who was refused.
+        conn.scope.setdefault("state", {})["identity"] = identity or ANONYMOUS
         if identity is None:
             # Let the route's own checks run first: a malformed name is a 400 for everyone.
             for access in needed:
@@ -225,8 +231,19 @@ class OpenShiftAccessController:
                 f"authentication required: anonymous users cannot {check.describe()}",
                 headers={"WWW-Authenticate": self.challenge(conn, needed)},
             )
+        reason = f"{identity.name} cannot {check.describe()}"
+        if conn.scope.get("method") == "HEAD":
+            # A HEAD answer has no body to carry the reason, and podman, buildah and skopeo
+            # print only "403 (Forbidden)" for one. They do print the description of an
+            # insufficient_scope challenge, so a HEAD denial is answered that way.
+            challenge = self.challenge(conn, needed, "insufficient_scope")
+            description = reason.replace('"', "'")
+            raise Unauthorized(
+                f"denied: {reason}",
+                headers={"WWW-Authenticate": f'{challenge},error_description="denied: {description}"'},
+            )
         raise Denied(
-            f"{identity.name} cannot {check.describe()}",
+            reason,
             detail={
                 "verb": check.verb,
                 "resource": check.resource,

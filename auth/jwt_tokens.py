@@ -18,13 +18,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, select, update
 
+from auth.policy import AUTH_SLOT
+from registry.cache import Generation
 from registry.config import AuthConfig
-from registry.metadata.db import Database, utcnow
+from registry.metadata.db import Database, as_utc, utcnow
 from registry.metadata.schema import signing_keys
 
 ALGORITHM = "ES256"
 LEEWAY = 30  # seconds of clock skew tolerated between replicas and clients
 _RELOAD_INTERVAL = 5.0
+KEY_REFRESH = 60.0  # replicas on other hosts pick up a rotation within this
 
 
 class InvalidToken(Exception):
@@ -80,11 +83,13 @@ def _all_keys(conn: Connection) -> list[Any]:
 
 
 class TokenIssuer:
-    def __init__(self, db: Database, config: AuthConfig):
+    def __init__(self, db: Database, config: AuthConfig, generation: Generation | None = None):
         self.db = db
         self.config = config
+        self.generation = generation
+        self._stamp: tuple[int, int] | None = None
         self._signing: tuple[str, ec.EllipticCurvePrivateKey] | None = None
-        self._public: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._public: dict[str, tuple[ec.EllipticCurvePublicKey, float | None]] = {}
         self._verified: dict[str, tuple[float, dict[str, Any]]] = {}
         self._last_reload = 0.0
 
@@ -98,16 +103,23 @@ class TokenIssuer:
         await self._reload()
 
     async def _reload(self) -> None:
+        self._stamp = self.generation.stamp(AUTH_SLOT) if self.generation else None
         rows = await self.db.read(_all_keys)
-        public: dict[str, ec.EllipticCurvePublicKey] = {}
+        public: dict[str, tuple[ec.EllipticCurvePublicKey, float | None]] = {}
         active = None
+        # A retired key verifies only tokens it signed before retirement, and only until
+        # those have expired: rotating after a leak really stops forgeries.
+        horizon = time.time() - self.config.token_ttl - LEEWAY
         for row in rows:
+            retired = as_utc(row.retired_at).timestamp() if row.retired_at is not None else None
+            if retired is not None and retired < horizon:
+                continue
             key = _load_pem(row.private_pem)
-            public[row.kid] = key.public_key()
-            if row.retired_at is None:
+            public[row.kid] = (key.public_key(), retired)
+            if retired is None:
                 active = (row.kid, key)
         if self.config.signing_key_file and self._signing is not None:
-            public[self._signing[0]] = self._signing[1].public_key()
+            public[self._signing[0]] = (self._signing[1].public_key(), None)
         elif active is not None:
             self._signing = active
         self._public = public
@@ -115,11 +127,17 @@ class TokenIssuer:
 
     async def rotate(self) -> str:
         kid = await self.db.write(_rotate)
+        if self.generation is not None:
+            self.generation.bump(AUTH_SLOT)  # other processes on this host switch at once
         await self._reload()
         return kid
 
-    def mint(self, subject: str, grants: list[Grant]) -> tuple[str, int, str]:
+    async def mint(self, subject: str, grants: list[Grant]) -> tuple[str, int, str]:
         """A signed token, its lifetime in seconds and its issue time (RFC 3339)."""
+        if (self.generation is not None and self.generation.stamp(AUTH_SLOT) != self._stamp) or (
+            time.monotonic() - self._last_reload > KEY_REFRESH
+        ):
+            await self._reload()  # a rotation elsewhere
         assert self._signing is not None, "load() first"
         kid, key = self._signing
         now = int(time.time())
@@ -148,12 +166,13 @@ class TokenIssuer:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as e:
             raise InvalidToken(f"malformed token: {e}") from None
-        key = self._public.get(kid) if isinstance(kid, str) else None
-        if key is None and time.monotonic() - self._last_reload > _RELOAD_INTERVAL:
+        entry = self._public.get(kid) if isinstance(kid, str) else None
+        if entry is None and time.monotonic() - self._last_reload > _RELOAD_INTERVAL:
             await self._reload()  # perhaps another replica rotated the key
-            key = self._public.get(kid) if isinstance(kid, str) else None
-        if key is None:
+            entry = self._public.get(kid) if isinstance(kid, str) else None
+        if entry is None:
             raise InvalidToken("token signed by an unknown key")
+        key, retired = entry
         try:
             claims = jwt.decode(
                 token,
@@ -168,6 +187,8 @@ class TokenIssuer:
             raise InvalidToken(str(e)) from None
         if not isinstance(claims.get("access", []), list):
             raise InvalidToken("malformed access claim")
+        if retired is not None and (not isinstance(claims["iat"], int | float) or claims["iat"] > retired + LEEWAY):
+            raise InvalidToken("token signed by a retired key after its retirement")
         if len(self._verified) > 10_000:
             self._verified = {t: v for t, v in self._verified.items() if v[0] > now}
         self._verified[token] = (float(claims["exp"]), claims)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from auth.roles import ROLES
 from auth.store import AuthStore, Binding
-from auth.subjects import Identity
+from auth.subjects import UNAUTHENTICATED, Identity
 from registry.cache import Generation
 
 AUTH_SLOT = "\x00auth"  # the generation slot that role-binding and token changes bump
@@ -83,9 +83,12 @@ class BindingAuthorizer:
 
     async def allowed(self, identity: Identity, check: Check) -> bool:
         await self._refresh()
+        # What anonymous callers may do, logged-in ones may too: logging in never takes
+        # access away (a "public" namespace stays pullable after `podman login`).
+        subjects = identity.subjects if identity.anonymous else (*identity.subjects, UNAUTHENTICATED)
         return any(
             ROLES[role].allows(check.verb, check.resource)
-            for role in self._roles(identity.subjects, check.namespace)
+            for role in self._roles(subjects, check.namespace)
             if role in ROLES
         )
 

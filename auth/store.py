@@ -19,11 +19,11 @@ from registry.metadata.schema import role_bindings, service_accounts, tokens, us
 TOKEN_PREFIX = "okr_"
 
 
-class NotFound(LookupError):
+class NotFound(Exception):
     pass
 
 
-class Conflict(ValueError):
+class Conflict(Exception):
     pass
 
 

@@ -66,7 +66,7 @@ def build_access(config: Config, reg: Registry) -> Any:
         config.auth,
         store,
         BindingAuthorizer(store, reg.cache.generation),
-        TokenIssuer(reg.db, config.auth),
+        TokenIssuer(reg.db, config.auth, reg.cache.generation),
         reg.cache.generation,
         repository_exists,
         base_url=config.http.base_url,

@@ -32,7 +32,9 @@ def _run(args: argparse.Namespace, action: Callable[..., Awaitable[int]]) -> int
             await db.migrate()
             store = AuthStore(db)
             authorizer = BindingAuthorizer(store, generation)
-            return await action(store=store, authorizer=authorizer, issuer=TokenIssuer(db, config.auth), args=args)
+            return await action(
+                store=store, authorizer=authorizer, issuer=TokenIssuer(db, config.auth, generation), args=args
+            )
         finally:
             generation.close()
             await db.close()

@@ -15,10 +15,10 @@ from registry.api.routing import RouteSpec, public
 
 async def issue_token(request: Request) -> Response:
     controller = request.app.state.access
-    identity = await controller.authenticate(request) or ANONYMOUS
+    identity = await controller.authenticate(request, allow_jwt=False) or ANONYMOUS
     scopes = [s for value in request.query_params.getlist("scope") for s in value.split(" ") if s]
     grants = await controller.grants_for(identity, scopes)
-    token, expires_in, issued_at = controller.issuer.mint(identity.name, grants)
+    token, expires_in, issued_at = await controller.issuer.mint(identity.name, grants)
     request.state.identity = identity
     body = {"token": token, "access_token": token, "expires_in": expires_in, "issued_at": issued_at}
     return Response(json.dumps(body).encode(), media_type="application/json", headers={"Cache-Control": "no-store"})

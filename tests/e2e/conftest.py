@@ -14,11 +14,17 @@ Run as root:  .venv/bin/pytest tests/e2e        (or -m e2e / -m "not e2e" from t
 Needs: podman skopeo buildah (apt), docker.io with --no-install-recommends (dockerd, containerd,
 runc, tini) plus a docker CLI, util-linux (unshare, mount). Ports 5100-5199 on 127.0.0.1.
 Every registry writes its log to <tmp>/okura*/okura.log; a failing test shows its tail.
+
+With auth on (auth_registry / AuthRegistry, OKURA_AUTH_ENABLED=true), accounts are made with
+`okura auth ...` on the server's data dir; clients pick an identity per command with --authfile
+(Clients.auth_file_for), --creds, or `docker --config DIR`, and the HTTP shortcuts act as a
+cluster-admin. A module that wants auth overrides `registry` with `auth_registry`.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import hashlib
 import json
@@ -304,8 +310,15 @@ class Registry:
             return c.head(f"/v2/{repo}/blobs/{digest}")
 
 
-def start_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[Registry]:
-    """Start okura (extra command-line flags, extra OKURA_* variables) and wait for GET /v2/."""
+def start_registry(
+    workdir: Path, *extra_args: str, env: dict[str, str] | None = None, auth: bool = False
+) -> Iterator[Registry]:
+    """Start okura (extra command-line flags, extra OKURA_* variables) and wait for GET /v2/.
+
+    auth=True: OKURA_AUTH_ENABLED=true, GET /v2/ must answer 401 with a Bearer challenge, and
+    the Registry is an AuthRegistry with a cluster-admin account (see there)."""
+    if auth:
+        env = {**(env or {}), "OKURA_AUTH_ENABLED": "true"}
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True)
     log_path = workdir / "okura.log"
@@ -324,13 +337,17 @@ def start_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None =
             )
         )
         log.close()
-        registry = Registry(proc=proc, port=port, data_dir=data_dir, log_path=log_path)
+        cls = AuthRegistry if auth else Registry
+        registry = cls(proc=proc, port=port, data_dir=data_dir, log_path=log_path)
         deadline = time.monotonic() + 60
         ready = False
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 r = httpx.get(f"{registry.url}/v2/", timeout=2)
-                if r.status_code == 200:
+                if r.status_code == 200 and not auth:
+                    ready = True
+                    break
+                if auth and r.status_code == 401 and r.headers.get("WWW-Authenticate", "").startswith("Bearer "):
                     ready = True
                     break
             except httpx.HTTPError:
@@ -338,6 +355,13 @@ def start_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None =
             time.sleep(0.1)
         if ready:
             try:
+                if isinstance(registry, AuthRegistry):
+                    registry.admin = registry.account("e2e-admin", ("cluster-admin", None))
+                    # The answer must come from our process (a concurrent test run may hold the port).
+                    with registry.http() as c:
+                        r = c.get("/v2/")
+                    registry.assert_alive()
+                    assert r.status_code == 200, f"GET /v2/ as the admin -> {r.status_code}: is port {port} ours?"
                 yield registry
             finally:
                 kill_process_group(proc)
@@ -354,6 +378,135 @@ def start_registry(workdir: Path, *extra_args: str, env: dict[str, str] | None =
 def registry(tmp_path_factory) -> Iterator[Registry]:
     """One registry process per test module, on a fresh data dir."""
     yield from start_registry(tmp_path_factory.mktemp("okura"))
+
+
+# --------------------------------------------------------------------------------------------
+# the registry with auth on: accounts made with `okura auth ...` on its data dir
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    """An identity and one of its tokens. Any username works with a token as the password."""
+
+    subject: str  # as the CLI takes it: a user name, or NS/NAME for a service account
+    token: str
+    token_id: str
+    username: str = "e2e"
+
+    @property
+    def creds(self) -> str:
+        """USER:PASSWORD for skopeo --creds / podman --creds."""
+        return f"{self.username}:{self.token}"
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        return (self.username, self.token)
+
+
+def write_auth_config(path: Path, host: str, username: str, password: str) -> Path:
+    """A containers auth.json / docker config.json holding one registry's credentials."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded = base64.b64encode(f"{username}:{password}".encode()).decode()
+    path.write_text(json.dumps({"auths": {host: {"auth": encoded}}}))
+    return path
+
+
+def auth_config_entry(path: Path, host: str) -> tuple[str, str] | None:
+    """(username, password) stored for `host` in an auth.json / config.json, or None."""
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text() or "{}").get("auths", {}).get(host)
+    if not entry or not entry.get("auth"):
+        return None
+    user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+    return user, password
+
+
+@dataclass
+class AuthRegistry(Registry):
+    """An `okura serve` with OKURA_AUTH_ENABLED=true. `admin` is a cluster-admin account; the
+    HTTP shortcuts (http(), manifest_json(), head_blob(), ...) use it unless told otherwise."""
+
+    admin: Account | None = None
+
+    def okura_auth(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """`okura auth ARGS --data-dir DATA` (the running server sees the change at once)."""
+        argv = [*okura_command(), "auth", *args, "--data-dir", str(self.data_dir)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}
+        env["OKURA_AUTH_ENABLED"] = "true"
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, input=stdin, timeout=60)
+        if check and result.returncode != 0:
+            raise ClientError(argv, result)
+        return result
+
+    def create_token(self, subject: str, *extra: str) -> tuple[str, str]:
+        """(token, token ID); the token is the only stdout line, the ID is on stderr."""
+        result = self.okura_auth("create-token", subject, *extra)
+        token = result.stdout.strip()
+        m = re.search(r"^token (\S+) for ", result.stderr, re.MULTILINE)
+        assert token and m, f"unexpected create-token output: {result.stdout!r} {result.stderr!r}"
+        return token, m.group(1)
+
+    def account(self, subject: str, *roles: tuple[str, str | None]) -> Account:
+        """Create a user (NAME) or service account (NS/NAME), bind (role, namespace or None for
+        cluster-wide) pairs, and make a token."""
+        if "/" in subject:
+            self.okura_auth("create-serviceaccount", subject)
+        else:
+            self.okura_auth("create-user", subject)
+        for role, namespace in roles:
+            self.grant(role, subject, namespace)
+        token, token_id = self.create_token(subject, "--description", f"e2e {subject}")
+        return Account(subject, token, token_id)
+
+    def grant(self, role: str, subject: str, namespace: str | None = None) -> None:
+        self.okura_auth("add-role", role, subject, *(["-n", namespace] if namespace else []))
+
+    def http(self, account: Account | None = None, anonymous: bool = False) -> httpx.Client:
+        """A client sending Basic USER:TOKEN (the admin's unless told), or nothing."""
+        if anonymous:
+            return httpx.Client(base_url=self.url, timeout=60)
+        who = account or self.admin
+        assert who is not None
+        return httpx.Client(base_url=self.url, timeout=60, auth=who.basic)
+
+    def bearer_dance(self, method: str, path: str, account: Account | None, **kw) -> httpx.Response:
+        """The Docker token protocol as clients do it: the request without credentials, its 401
+        challenge, GET realm?service=..&scope=.. (Basic USER:TOKEN, or anonymous), the request
+        again with the bearer JWT."""
+        with httpx.Client(base_url=self.url, timeout=60) as c:
+            first = c.request(method, path, **kw)
+            assert first.status_code == 401, f"{method} {path} without credentials -> {first.status_code}"
+            challenge = parse_challenge(first.headers["WWW-Authenticate"])
+            params = {"service": challenge["service"]}
+            if "scope" in challenge:
+                params["scope"] = challenge["scope"]
+            if account is not None:
+                params["account"] = account.username
+            r = c.get(challenge["realm"], params=params, auth=account.basic if account else None)
+            assert r.status_code == 200, f"token endpoint -> {r.status_code} {r.text[:300]}"
+            jwt = r.json()["token"]
+            return c.request(method, path, headers={"Authorization": f"Bearer {jwt}"}, **kw)
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+def parse_challenge(header: str) -> dict[str, str]:
+    """`Bearer realm="..",service="..",scope=".."` -> {"realm": .., "service": .., "scope": ..}."""
+    scheme, _, params = header.partition(" ")
+    assert scheme == "Bearer", f"not a Bearer challenge: {header}"
+    return dict(_CHALLENGE_PARAM.findall(params))
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory) -> Iterator[AuthRegistry]:
+    """One auth-enabled registry per test module. A module that uses it overrides `registry`
+    with it, so that `clients`, `puller` and the after-test error check use it too."""
+    for registry in start_registry(tmp_path_factory.mktemp("okura-auth"), auth=True):
+        assert isinstance(registry, AuthRegistry)
+        yield registry
 
 
 @pytest.fixture(autouse=True)
@@ -457,6 +610,11 @@ class Clients:
         (self.runroot / "xdg").mkdir(parents=True, exist_ok=True)
         self._counter = 0
 
+    def auth_file_for(self, host: str, account: Account) -> Path:
+        """A private auth file (for --authfile) holding `account`'s token for `host`."""
+        name = re.sub(r"[^a-zA-Z0-9]+", "-", account.subject)
+        return write_auth_config(self.root / "authfiles" / f"{name}.json", host, account.username, account.token)
+
     def workdir(self, name: str) -> Path:
         self._counter += 1
         d = self.root / "work" / f"{self._counter:03d}-{name}"
@@ -493,10 +651,10 @@ class Clients:
         return self.run("skopeo", "--registries-conf", str(self.registries_conf), *args, **kw)
 
     # conveniences -------------------------------------------------------------------------
-    def push(self, tool: str, local: str, dest: str, fmt: str | None = None) -> str:
+    def push(self, tool: str, local: str, dest: str, fmt: str | None = None, extra: tuple[str, ...] = ()) -> str:
         """Push with podman or buildah; returns the digest the client reports."""
         digestfile = self.workdir("digest") / "digest"
-        args = ["push", "--tls-verify=false", "--digestfile", str(digestfile)]
+        args = ["push", "--tls-verify=false", "--digestfile", str(digestfile), *extra]
         if fmt:
             args += ["--format", fmt]
         getattr(self, tool)(*args, local, f"docker://{dest}")
