@@ -326,7 +326,8 @@ def test_catalog_filtered_per_caller(registry, accounts, seeded):
     assert registry.bearer_dance("GET", "/v2/_catalog", registry.admin).json()["repositories"] == everything
 
     def visible(*namespaces: str) -> list[str]:
-        return [repo for repo in everything if repo.split("/")[0] in namespaces]
+        # The public namespace stays visible to logged-in callers: logging in never takes access away.
+        return [repo for repo in everything if repo.split("/")[0] in (*namespaces, "pub")]
 
     expected = {
         "builder": (accounts.builder, visible("team-a")),
@@ -334,7 +335,7 @@ def test_catalog_filtered_per_caller(registry, accounts, seeded):
         "mover": (accounts.mover, visible("team-a", "team-b")),
         "editor_b": (accounts.editor_b, visible("team-b")),
         "editor_c": (accounts.editor_c, visible("team-c")),
-        "nobody": (accounts.nobody, []),
+        "nobody": (accounts.nobody, visible()),
     }
     for name, (account, repos) in expected.items():
         with registry.http(account) as c:
