@@ -16,7 +16,7 @@ from auth.store import AuthStore, Binding
 from auth.subjects import UNAUTHENTICATED, Identity
 from registry.cache import Generation
 
-AUTH_SLOT = "\x00auth"  # the generation slot that role-binding and token changes bump
+AUTH_SLOT = "@auth"  # the generation slot that role-binding and token changes bump
 MAX_AGE = 10.0  # seconds a snapshot of role bindings may be used without reloading
 
 

@@ -86,6 +86,11 @@ def create_app(config: Config, access: AccessController | None = None, backgroun
         )
         await reg.storage.open()
         await reg.db.migrate()
+        if not reg.db.is_sqlite:
+            from registry.metadata.changes import ChangeFeed
+
+            reg.cache.feed = ChangeFeed(config.database_url, reg.cache.generation)
+            await reg.cache.feed.start()
         issuer = getattr(access, "issuer", None)
         if issuer is not None:
             await issuer.load()
@@ -98,6 +103,8 @@ def create_app(config: Config, access: AccessController | None = None, backgroun
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if reg.cache.feed is not None:
+                await reg.cache.feed.stop()
             await reg.db.close()
             await reg.storage.close()
 

@@ -71,6 +71,7 @@ class MetadataCache:
     def __init__(self, generation: Generation, max_bytes: int):
         self.generation = generation
         self.max_bytes = max_bytes
+        self.feed: Any = None  # a ChangeFeed when replicas share a PostgreSQL database
         self._entries: OrderedDict[Any, tuple[Stamp, Any, int]] = OrderedDict()
         self._bytes = 0
 
@@ -79,6 +80,8 @@ class MetadataCache:
         return self.generation.stamp(repo)
 
     def get(self, repo: str, key: Any) -> Any | None:
+        if self.feed is not None and not self.feed.connected:
+            return None  # other replicas' changes cannot reach us right now
         entry = self._entries.get((repo, key))
         if entry is not None and entry[0] == self.generation.stamp(repo):
             return entry[1]
@@ -98,5 +101,11 @@ class MetadataCache:
             self._bytes -= dropped
 
     def invalidate(self, repo: str | None = None) -> None:
-        """Retire cached entries of one repository (or all) in every worker."""
+        """Retire cached entries of one repository (or all) in every worker of this host."""
         self.generation.bump(repo)
+
+    async def changed(self, repo: str | None = None) -> None:
+        """After committing a change: retire cached entries here and on every replica."""
+        self.generation.bump(repo)
+        if self.feed is not None:
+            await self.feed.publish(repo)

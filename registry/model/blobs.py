@@ -104,4 +104,4 @@ async def unlink_blob(reg: Registry, repo: str, digest: str) -> None:
         raise Unsupported("deletes are disabled on this registry")
     if not await reg.db.write(_unlink, repo, digest):
         raise BlobUnknown(detail={"digest": digest})
-    reg.cache.invalidate(repo)
+    await reg.cache.changed(repo)

@@ -189,7 +189,7 @@ async def put_manifest(
         tag = reference
     parsed = parse_manifest(content, content_type)
     if await reg.db.write(_store_manifest, reg.db, repo, digest, tag, content, parsed, pushed_by):
-        reg.cache.invalidate(repo)
+        await reg.cache.changed(repo)
     return PutResult(digest, parsed.subject)
 
 
@@ -215,4 +215,4 @@ async def delete_manifest(reg: Registry, repo: str, reference: str) -> None:
         raise Unsupported("deletes are disabled on this registry")
     if not await reg.db.write(_delete, repo, reference):
         raise ManifestUnknown(detail={"reference": reference})
-    reg.cache.invalidate(repo)
+    await reg.cache.changed(repo)
