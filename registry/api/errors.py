@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from registry.errors import RegistryError, RouteUnknown, Unavailable, Unsupported
+from storage.base import StorageUnavailable
 
 log = logging.getLogger("okura.http")
 
@@ -54,6 +55,14 @@ async def handle_client_disconnect(request: Request, exc: Exception) -> Response
     return Response(status_code=499)
 
 
+async def handle_storage_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("storage unavailable serving %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        Unavailable(f"blob storage is unavailable, try again later: {str(exc)[:200]}", headers={"Retry-After": "5"}),
+        head=request.method == "HEAD",
+    )
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
     return error_response(
@@ -72,5 +81,6 @@ EXCEPTION_HANDLERS = {
     RegistryError: handle_registry_error,
     HTTPException: handle_http_exception,
     ClientDisconnect: handle_client_disconnect,
+    StorageUnavailable: handle_storage_unavailable,
     Exception: handle_unexpected,
 }

@@ -404,3 +404,17 @@ async def test_garbage_content_type_on_manifest_put_never_500(client):
     ):
         r = await client.put(f"/v2/{REPO}/manifests/v2", content=body, headers={"Content-Type": content_type})
         assert_client_error_or_success(r)
+
+
+async def test_storage_outage_is_503_unavailable(client, registry_model, monkeypatch):
+    """A storage backend that stays down answers 503 UNAVAILABLE with Retry-After, never 500."""
+    from storage.base import StorageUnavailable
+
+    async def down(*args, **kwargs):
+        raise StorageUnavailable("connection refused by the object store")
+
+    monkeypatch.setattr(registry_model.storage._inner, "start_upload", down)
+    r = await client.post("/v2/team/outage/blobs/uploads/")
+    assert r.status_code == 503
+    assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
+    assert r.headers["Retry-After"] == "5"
