@@ -42,7 +42,8 @@ ROUTE_SPECS = [
 
 
 def build_registry(config: Config) -> Registry:
-    storage = InstrumentedStorage(create_storage(config.storage.driver, {"root": config.storage_root}))
+    options = {"root": config.storage_root, "s3": config.storage.s3}
+    storage = InstrumentedStorage(create_storage(config.storage.driver, options))
     db = Database(config.database_url, pool_size=config.database.pool_size, echo=config.database.echo)
     generation = Generation(os.path.join(config.data_dir, "run", "cache-generation"))
     return Registry(config=config, db=db, storage=storage, cache=MetadataCache(generation, config.cache.max_bytes))

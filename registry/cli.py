@@ -142,6 +142,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     parent = root if os.path.exists(root) else os.path.dirname(os.path.abspath(root))
     if config.storage.driver == "filesystem" and os.path.exists(parent) and not os.access(parent, os.W_OK):
         problems.append(f"storage.filesystem.root: {root} is not writable")
+    if config.storage.driver != "filesystem":
+        problems.extend(_check_storage(config))
     if problems:
         for p in problems:
             print(f"error: {p}", file=sys.stderr)
@@ -151,6 +153,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"addr={config.http.addr} workers={config.http.workers}"
     )
     return 0
+
+
+def _check_storage(config: Any) -> list[str]:
+    """Reach the configured object store: an unreachable endpoint, bad credentials or a
+    missing bucket are reported here rather than on the first push."""
+    from storage import create_storage
+
+    async def run() -> list[str]:
+        driver = create_storage(config.storage.driver, {"root": config.storage_root, "s3": config.storage.s3})
+        try:
+            await asyncio.wait_for(driver.open(), 30)
+            await asyncio.wait_for(driver.check(), 30)
+        except TimeoutError:
+            return [f"storage.{config.storage.driver}: no answer within 30 s"]
+        except Exception as e:
+            return [f"storage.{config.storage.driver}: {e}"]
+        finally:
+            await driver.close()
+        return []
+
+    return asyncio.run(run())
 
 
 def build_parser() -> argparse.ArgumentParser:

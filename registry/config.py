@@ -100,9 +100,25 @@ class FilesystemConfig:
 
 
 @dataclass
+class S3Config:
+    bucket: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str = ""  # empty: AWS's endpoint for the region
+    access_key: str = ""  # empty (with secret_key): the standard AWS credential chain
+    secret_key: str = ""
+    path_style: bool = True
+    root_prefix: str = ""
+    part_size: ByteSize = ByteSize(16 << 20)
+    concurrency: int = 16  # boto3 calls in flight per worker process
+    redirect: bool = True  # blob GET/HEAD answer 307 to a presigned URL
+    redirect_expiry: Duration = Duration(20 * 60)
+
+
+@dataclass
 class StorageConfig:
     driver: str = "filesystem"
     filesystem: FilesystemConfig = field(default_factory=FilesystemConfig)
+    s3: S3Config = field(default_factory=S3Config)
     delete_enabled: bool = True
 
 
@@ -260,8 +276,10 @@ def unknown_env_keys(environ: dict[str, str]) -> list[str]:
 
 
 def _validate(cfg: Config) -> None:
-    if cfg.storage.driver not in ("filesystem",):
-        raise ConfigError(f"storage.driver: unknown driver {cfg.storage.driver!r} (known: filesystem)")
+    if cfg.storage.driver not in ("filesystem", "s3"):
+        raise ConfigError(f"storage.driver: unknown driver {cfg.storage.driver!r} (known: filesystem, s3)")
+    if cfg.storage.driver == "s3":
+        _validate_s3(cfg.storage.s3)
     if cfg.log.format not in ("logfmt", "json"):
         raise ConfigError(f"log.format: must be logfmt or json, not {cfg.log.format!r}")
     if cfg.log.level.lower() not in ("debug", "info", "warning", "warn", "error"):
@@ -285,6 +303,21 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("auth.token_ttl: must be at least 10s")
     if cfg.uploads.chunk_buffer < 64 * 1024:
         raise ConfigError("uploads.chunk_buffer: must be at least 64KiB")
+
+
+def _validate_s3(s3: S3Config) -> None:
+    if not s3.bucket:
+        raise ConfigError("storage.s3.bucket: required when storage.driver is s3")
+    if not 5 << 20 <= s3.part_size <= 5 << 30:
+        raise ConfigError("storage.s3.part_size: must be between 5MiB and 5GiB (S3's part size limits)")
+    if s3.concurrency < 1:
+        raise ConfigError("storage.s3.concurrency: must be at least 1")
+    if bool(s3.access_key) != bool(s3.secret_key):
+        raise ConfigError("storage.s3.access_key: set both access_key and secret_key, or neither")
+    if not 1 <= s3.redirect_expiry <= 7 * 86400:
+        raise ConfigError("storage.s3.redirect_expiry: must be between 1s and 7d (presigned URL limits)")
+    if s3.endpoint_url and not s3.endpoint_url.startswith(("http://", "https://")):
+        raise ConfigError(f"storage.s3.endpoint_url: must start with http:// or https://, not {s3.endpoint_url!r}")
 
 
 def load_config(

@@ -154,8 +154,8 @@ def test_unknown_nested_key(tmp_path):
 
 
 def test_unknown_key_via_overrides():
-    with pytest.raises(ConfigError, match=r"^storage\.s3: unknown key"):
-        load_config(environ={}, overrides={"storage": {"s3": {"bucket": "x"}}})
+    with pytest.raises(ConfigError, match=r"^storage\.gcs: unknown key"):
+        load_config(environ={}, overrides={"storage": {"gcs": {"bucket": "x"}}})
 
 
 # -- environment ------------------------------------------------------------------------------
