@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import mmap
 import os
 import threading
@@ -336,7 +335,3 @@ class FilesystemStorage:
 
     async def redirect_url(self, digest: str, method: str) -> str | None:
         return None
-
-
-def is_no_space(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
