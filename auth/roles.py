@@ -43,9 +43,12 @@ ROLES: dict[str, Role] = {
             (
                 _rule("get update", "imagestreams/layers"),
                 _rule("get list create", "imagestreams"),
-                _rule("get list", "images"),
+                # OpenShift's registry-editor may delete image stream tags in its namespace;
+                # here that is deleting tags, manifests and blob links (so an editor's
+                # credentials pass the OCI conformance suite's content-management workflow).
+                _rule("get list delete", "images"),
             ),
-            description="pull and push images (system:image-pusher)",
+            description="pull, push and delete images in a namespace (system:image-pusher)",
         ),
         Role(
             "admin",

@@ -106,7 +106,7 @@ async def test_viewer_pulls_but_push_and_delete_are_denied(world):
     assert r.status_code == 200
 
 
-async def test_editor_pushes_and_pulls_but_delete_is_denied(world):
+async def test_editor_pushes_pulls_and_deletes_only_in_its_namespace(world):
     c = world.client("editor")
     # A new repository (needs create imagestreams, which registry-editor has) and an existing one.
     new_digest, new_body = await push_image(c, "team/new", "v1")
@@ -125,11 +125,15 @@ async def test_editor_pushes_and_pulls_but_delete_is_denied(world):
     r = await c.put(relative(r.headers["Location"]), params={"digest": sha256(data)})
     assert r.status_code == 201, r.text
 
+    # Deletes in its own namespace (tags, manifests, blob links), never in another one.
+    assert (await c.delete("/v2/team/new/manifests/v1")).status_code == 202
+    assert (await c.get(f"/v2/team/new/manifests/{new_digest}")).status_code == 200  # untag only
+    assert (await c.delete(f"/v2/team/new/manifests/{new_digest}")).status_code == 202
+    assert (await c.get(f"/v2/team/new/manifests/{new_digest}")).status_code == 404
     digest, body = world.images["team/app"]
-    assert_denied(await c.delete(f"/v2/team/app/manifests/{digest}"), "delete", "images", "team", "editor")
-    assert_denied(await c.delete("/v2/team/app/manifests/v1"), "delete", "images", "team", "editor")
-    r = await c.delete(f"/v2/team/app/blobs/{layer_digest(body)}")
-    assert_denied(r, "delete", "images", "team", "editor")
+    assert_denied(await c.delete("/v2/other/app/manifests/v1"), "delete", "images", "other", "editor")
+    r = await c.delete(f"/v2/other/app/blobs/{layer_digest(body)}")
+    assert_denied(r, "delete", "images", "other", "editor")
     assert (await c.get(f"/v2/team/app/manifests/{digest}")).status_code == 200
 
 
