@@ -1,7 +1,8 @@
 """The OCI conformance port (tests/protocol/test_conformance_{pull,push,discovery,management}.py)
 re-run against an auth-enabled registry, as the suite runs with OCI_USERNAME/OCI_PASSWORD: the
 client authenticates through the Docker token dance as an identity that may push, pull and delete
-in the `conformance` namespace (registry-editor and admin there). Every test must pass unchanged.
+in the `conformance` namespace (only registry-editor there, as OCI_USERNAME/OCI_PASSWORD set to an
+editor's credentials). Every test must pass unchanged.
 
 The test functions are imported under prefixed names (pull and push both have a
 `test_teardown_deletes`); the `client` fixture below replaces the open registry's client."""
@@ -36,7 +37,7 @@ del _module, _workflow, _name, _test
 
 @pytest_asyncio.fixture
 async def client(auth_app, accounts: Accounts, connect) -> httpx.AsyncClient:
-    person = await accounts.user("oci", ("registry-editor", NAMESPACE), ("admin", NAMESPACE))
+    person = await accounts.user("oci", ("registry-editor", NAMESPACE))
     return connect(auth_app, auth=TokenDance("oci", person.token))
 
 
