@@ -12,6 +12,13 @@ import pytest_asyncio
 
 from registry.app import create_app
 from registry.config import config_from_dict
+from tests.s3_fixtures import (  # noqa: F401 - pytest hooks and fixtures shared by every test directory
+    S3_BUCKET,
+    pytest_collection_modifyitems,
+    pytest_sessionfinish,
+    seaweedfs,
+)
+from tests.storage.seaweedfs import ACCESS_KEY, SECRET_KEY
 
 PG_ADMIN_URL = os.environ.get("OKURA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("OKURA_TEST_REQUIRE_POSTGRES") == "1"
@@ -59,9 +66,29 @@ async def _truncate_pg(url: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "s3"])
 def backend(request: pytest.FixtureRequest) -> str:
+    """Where metadata and blobs live: SQLite or PostgreSQL with the filesystem driver, or
+    SQLite with the S3 driver on a real SeaweedFS (blobs streamed, no redirects)."""
     return request.param
+
+
+@pytest.fixture
+def s3_storage(backend, request) -> dict | None:
+    if backend != "s3":
+        return None
+    server = request.getfixturevalue("seaweedfs")
+    return {
+        "driver": "s3",
+        "s3": {
+            "bucket": S3_BUCKET,
+            "endpoint_url": server.endpoint_url,
+            "access_key": ACCESS_KEY,
+            "secret_key": SECRET_KEY,
+            "root_prefix": f"protocol-{uuid.uuid4().hex[:12]}/",
+            "redirect": False,
+        },
+    }
 
 
 @pytest.fixture
@@ -70,7 +97,7 @@ def pg_url(backend, request) -> str | None:
 
 
 @pytest_asyncio.fixture
-async def make_app(tmp_path, pg_url):
+async def make_app(tmp_path, pg_url, s3_storage):
     """Build and start apps with optional config overrides; all are stopped after the test."""
     started = []
 
@@ -80,6 +107,8 @@ async def make_app(tmp_path, pg_url):
             if not started:
                 await _truncate_pg(pg_url)
             data["database"] = {"url": pg_url}
+        if s3_storage:
+            data["storage"] = dict(s3_storage)
         for key, value in overrides.items():
             if isinstance(value, dict):
                 data.setdefault(key, {}).update(value)

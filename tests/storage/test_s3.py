@@ -24,7 +24,7 @@ from registry.config import ConfigError, load_config
 from storage import create_storage
 from storage.base import BlobNotFound, StorageError, StorageUnavailable
 from storage.s3 import MIN_PART, S3Storage
-from tests.storage.conftest import S3_BUCKET, S3_ROOT_BUCKET
+from tests.s3_fixtures import S3_BUCKET, S3_ROOT_BUCKET
 from tests.storage.driver_suite import (
     DriverSuite,
     blob_digests,

@@ -1,4 +1,5 @@
-"""Fixtures of the storage driver tests: a real S3 server (SeaweedFS) for the session.
+"""A real S3 server (SeaweedFS) for the test session, shared by the storage driver suite and
+the protocol suite run on an S3-backed registry.
 
 The server boots in a background thread as soon as collection shows a test that needs it,
 so its few seconds of startup overlap with the tests that run before; it is stopped when
