@@ -90,7 +90,6 @@ class TokenIssuer:
         self._stamp: tuple[int, int] | None = None
         self._signing: tuple[str, ec.EllipticCurvePrivateKey] | None = None
         self._public: dict[str, tuple[ec.EllipticCurvePublicKey, float | None]] = {}
-        self._verified: dict[str, tuple[float, dict[str, Any]]] = {}
         self._last_reload = 0.0
 
     async def load(self) -> None:
@@ -157,11 +156,8 @@ class TokenIssuer:
         return token, ttl, issued
 
     async def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a token we issued and that is valid now; raises InvalidToken."""
-        cached = self._verified.get(token)
-        now = time.time()
-        if cached is not None and cached[0] > now - LEEWAY:
-            return cached[1]
+        """The claims of a token we issued and that is valid now; raises InvalidToken.
+        (The access controller caches the identity a verified token maps to.)"""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as e:
@@ -189,9 +185,6 @@ class TokenIssuer:
             raise InvalidToken("malformed access claim")
         if retired is not None and (not isinstance(claims["iat"], int | float) or claims["iat"] > retired + LEEWAY):
             raise InvalidToken("token signed by a retired key after its retirement")
-        if len(self._verified) > 10_000:
-            self._verified = {t: v for t, v in self._verified.items() if v[0] > now}
-        self._verified[token] = (float(claims["exp"]), claims)
         return claims
 
 

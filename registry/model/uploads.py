@@ -278,7 +278,7 @@ async def _verify_digest(reg: Registry, state: UploadState, digest: str) -> None
         # Rare: another algorithm, or no resumable state. Read the upload back once.
         hasher = new_hasher(algorithm)
         async for chunk in reg.storage.read_upload(state.id, state.driver_state):
-            await asyncio.to_thread(hasher.update, chunk) if len(chunk) > 65536 else hasher.update(chunk)
+            await asyncio.to_thread(hasher.update, chunk)
         actual = hasher.hexdigest()
     if actual != encoded:
         raise DigestInvalid(detail={"expected": digest, "actual": f"{algorithm}:{actual}"})
