@@ -175,6 +175,23 @@ class AuthConfig:
 
 
 @dataclass
+class PrunerConfig:
+    # The initial spec of the ImagePruner resource (OpenShift's defaults). Once the
+    # resource exists in the database it rules: change it with `okura pruner apply`.
+    schedule: str = "0 0 * * *"
+    suspend: bool = False
+    keep_tag_revisions: int = 3
+    keep_younger_than: Duration = Duration(3600)
+    successful_jobs_history_limit: int = 3
+    failed_jobs_history_limit: int = 3
+    ignore_invalid_image_references: bool = True
+    prune_registry: bool = True
+    # Online GC: blobs uploaded or mounted but not yet referenced by a manifest, and
+    # blob files in storage with no metadata (left by a crash), are kept this long.
+    grace_period: Duration = Duration(3600)
+
+
+@dataclass
 class Config:
     data_dir: str = "./data"
     http: HTTPConfig = field(default_factory=HTTPConfig)
@@ -186,6 +203,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     pagination: PaginationConfig = field(default_factory=PaginationConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
 
     # derived values -----------------------------------------------------------------------
     @property

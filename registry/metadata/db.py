@@ -27,13 +27,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Insert
 
+from registry import clock
 from registry.errors import Unavailable
 
 T = TypeVar("T")
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def as_utc(value: datetime) -> datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -46,6 +47,14 @@ blobs = Table(
     Column("digest", DIGEST, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", TS, nullable=False),
+    # Online GC (registry/pruning): every writer about to depend on a blob sets
+    # last_used_at inside its transaction; an upload or mount not yet referenced by a
+    # manifest also sets pending_since (cleared by the manifest). The collector claims a
+    # blob (deleting_since) with a conditional UPDATE that re-reads both under the row
+    # lock, deletes it from storage, then deletes the row. Claimed blobs are invisible.
+    Column("last_used_at", TS, nullable=True),
+    Column("pending_since", TS, nullable=True),
+    Column("deleting_since", TS, nullable=True),
 )
 
 # Which repositories may serve a blob (distribution's _layers links).
@@ -55,6 +64,8 @@ repository_blobs = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
     Column("digest", DIGEST, ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True),
     Column("created_at", TS, nullable=False),
+    Column("last_used_at", TS, nullable=True),  # as blobs.last_used_at, per repository
+    Column("pending_since", TS, nullable=True),
     Index("ix_repository_blobs_digest", "digest"),
 )
 
@@ -73,6 +84,9 @@ manifests = Table(
     Column("annotations", JSON, nullable=True),
     Column("created_at", TS, nullable=False),
     Column("pushed_by", String(255), nullable=True),
+    # Set by every push of this manifest and every index or referrer naming it, under
+    # the row lock, so the pruner's conditional DELETE sees a racing push.
+    Column("last_pushed_at", TS, nullable=True),
     UniqueConstraint("repository_id", "digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
     Index("ix_manifests_digest", "digest"),
@@ -140,6 +154,36 @@ leases = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("expires_at", TS, nullable=False),
+)
+
+# -- image pruning (registry/pruning) ----------------------------------------------------------
+
+# The ImagePruner custom resource, a singleton named "cluster" (OpenShift's
+# imagepruners.imageregistry.operator.openshift.io): spec and status as JSON documents.
+image_pruners = Table(
+    "image_pruners",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("status", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# One row per pruner run (scheduled or on demand), trimmed to the history limits.
+prune_runs = Table(
+    "prune_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trigger", String(16), nullable=False),  # scheduled | manual
+    Column("dry_run", Boolean, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS, nullable=True),
+    Column("outcome", String(16), nullable=False),  # running | succeeded | failed
+    Column("message", Text, nullable=True),
+    Column("counts", JSON, nullable=True),
+    Index("ix_prune_runs_started", "started_at"),
 )
 
 # -- identities and access (auth/) -----------------------------------------------------------

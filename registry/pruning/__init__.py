@@ -1,0 +1,1 @@
+"""Image pruning and online garbage collection (OpenShift's ImagePruner semantics)."""
