@@ -32,6 +32,14 @@ from registry.errors import Unavailable
 
 T = TypeVar("T")
 
+# PostgreSQL advisory lock that orders online garbage collection against writers: every
+# transaction that makes something depend on a blob or manifest holds it shared, the
+# collector's delete transactions hold it exclusively (SQLite's single writer gives the
+# same order for free). Shared holders never wait for each other.
+_GC_LOCK = 7_146_531_002
+# Deadlocks and serialization failures: PostgreSQL aborted the transaction; rerun it.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
 
 def utcnow() -> datetime:
     return clock.now()
@@ -82,10 +90,27 @@ class Database:
             if self.is_sqlite:
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self._writer, _in_transaction, self._write_engine, fn, args)
-            async with self._async_engine.begin() as conn:
-                return await conn.run_sync(fn, *args)
+            for attempt in range(3):
+                try:
+                    async with self._async_engine.begin() as conn:
+                        return await conn.run_sync(fn, *args)
+                except DBAPIError as e:
+                    if attempt == 2 or _sqlstate(e) not in _RETRYABLE_SQLSTATES:
+                        raise
+                    await asyncio.sleep(0.01 * (attempt + 1))
+            raise AssertionError("unreachable")
         except (OperationalError, OSError) as e:
             raise Unavailable(f"metadata database unavailable: {_short(e)}") from e
+
+    def gc_shared(self, conn: Connection) -> None:
+        """Inside a write transaction that adds a reference to a blob or manifest."""
+        if not self.is_sqlite:
+            conn.execute(text(f"SELECT pg_advisory_xact_lock_shared({_GC_LOCK})"))
+
+    def gc_exclusive(self, conn: Connection) -> None:
+        """Inside a garbage collector transaction that re-checks and deletes."""
+        if not self.is_sqlite:
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({_GC_LOCK})"))
 
     def insert_ignore(self, table: Any, *index_elements: str) -> Insert:
         """INSERT ... ON CONFLICT DO NOTHING for the current dialect; execute it with a
@@ -130,6 +155,11 @@ class Database:
 def _in_transaction(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     with engine.begin() as conn:
         return fn(conn, *args)
+
+
+def _sqlstate(e: DBAPIError) -> str | None:
+    orig = e.orig
+    return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
 
 
 def _short(e: BaseException) -> str:

@@ -47,12 +47,11 @@ blobs = Table(
     Column("digest", DIGEST, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", TS, nullable=False),
-    # Online GC (registry/pruning): every writer about to depend on a blob sets
-    # last_used_at inside its transaction; an upload or mount not yet referenced by a
-    # manifest also sets pending_since (cleared by the manifest). The collector claims a
-    # blob (deleting_since) with a conditional UPDATE that re-reads both under the row
-    # lock, deletes it from storage, then deletes the row. Claimed blobs are invisible.
-    Column("last_used_at", TS, nullable=True),
+    # Online GC (registry/pruning/gc.py): an upload or mount awaiting its manifest sets
+    # pending_since (the manifest clears it), which protects the blob for the grace
+    # period. The collector claims a blob (deleting_since) before deleting it from
+    # storage and drops the row after; writers that meet a claimed blob wait for it to
+    # go and then store it afresh.
     Column("pending_since", TS, nullable=True),
     Column("deleting_since", TS, nullable=True),
 )
@@ -64,8 +63,7 @@ repository_blobs = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
     Column("digest", DIGEST, ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True),
     Column("created_at", TS, nullable=False),
-    Column("last_used_at", TS, nullable=True),  # as blobs.last_used_at, per repository
-    Column("pending_since", TS, nullable=True),
+    Column("pending_since", TS, nullable=True),  # as blobs.pending_since, per repository
     Index("ix_repository_blobs_digest", "digest"),
 )
 
@@ -84,8 +82,7 @@ manifests = Table(
     Column("annotations", JSON, nullable=True),
     Column("created_at", TS, nullable=False),
     Column("pushed_by", String(255), nullable=True),
-    # Set by every push of this manifest and every index or referrer naming it, under
-    # the row lock, so the pruner's conditional DELETE sees a racing push.
+    # Every push of this manifest sets it: a re-pushed manifest counts as young.
     Column("last_pushed_at", TS, nullable=True),
     UniqueConstraint("repository_id", "digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),

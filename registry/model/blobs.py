@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select, update
 
-from registry.errors import BlobUnknown, Unsupported
-from registry.metadata.db import Database, utcnow
+from registry.errors import BlobUnknown, Unavailable, Unsupported
+from registry.metadata.db import Database, as_utc, utcnow
 from registry.metadata.schema import blobs, repositories, repository_blobs
 from registry.model.context import Registry
 from registry.model.repositories import repository_id_in
@@ -81,14 +85,82 @@ async def redirect_url(reg: Registry, digest: str, method: str) -> str | None:
     return await reg.storage.redirect_url(digest, method)
 
 
-def link_blob(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> None:
-    """Record a stored blob and make it visible in a repository (inside a write transaction)."""
+# -- online GC protocol (see registry/pruning/gc.py) ----------------------------------------
+
+_CLAIM = select(blobs.c.deleting_since).where(blobs.c.digest == bindparam("digest"))
+_MARK_PENDING = (
+    update(blobs)
+    .where(blobs.c.digest == bindparam("d"), blobs.c.deleting_since.is_(None))
+    .values(pending_since=bindparam("now"))
+)
+CLAIM_WAIT = 30.0  # seconds a writer waits for the collector to finish deleting a blob
+STALE_CLAIM = timedelta(minutes=10)  # a claim this old was left by a collector that died
+
+
+def _reserve(conn: Connection, db: Database, digest: str, size: int) -> Any:
+    """Mark a blob about to be stored as pending, creating its row. Returns the claim
+    time when the collector is deleting it, else None."""
+    db.gc_shared(conn)
     now = utcnow()
-    conn.execute(db.insert_ignore(blobs, "digest"), {"digest": digest, "size": size, "created_at": now})
+    row = conn.execute(_CLAIM, {"digest": digest}).first()
+    if row is None:
+        conn.execute(
+            db.insert_ignore(blobs, "digest"),
+            {"digest": digest, "size": size, "created_at": now, "pending_since": now},
+        )
+        return None
+    if row.deleting_since is not None:
+        return row.deleting_since
+    conn.execute(_MARK_PENDING, {"d": digest, "now": now})
+    return None
+
+
+async def reserve_blob(reg: Registry, digest: str, size: int) -> None:
+    """Before a blob is written to storage: protect it from the collector for the grace
+    period. A blob the collector is deleting is waited for, then stored afresh: a push
+    that races a delete rewrites the blob instead of pointing at a file about to go."""
+    deadline = time.monotonic() + CLAIM_WAIT
+    while True:
+        claimed = await reg.db.write(_reserve, reg.db, digest, size)
+        if claimed is None:
+            return
+        if as_utc(claimed) < utcnow() - STALE_CLAIM:
+            await finish_claim(reg, digest, claimed)
+            continue
+        if time.monotonic() > deadline:
+            raise Unavailable("the blob is being garbage collected; retry the upload", detail={"digest": digest})
+        await asyncio.sleep(0.2)
+
+
+async def finish_claim(reg: Registry, digest: str, claimed: Any) -> None:
+    """Complete a collector's claim: storage first, then the row (only if still that claim)."""
+    await reg.storage.delete(digest)
+
+    def drop(conn: Connection) -> None:
+        reg.db.gc_exclusive(conn)
+        conn.execute(delete(blobs).where(blobs.c.digest == digest, blobs.c.deleting_since == claimed))
+
+    await reg.db.write(drop)
+
+
+def link_blob(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> bool:
+    """Make a stored blob visible in a repository (inside a write transaction), pending
+    until a manifest references it. False when the collector has claimed the blob."""
+    db.gc_shared(conn)
+    now = utcnow()
+    row = conn.execute(_CLAIM, {"digest": digest}).first()
+    if row is None:
+        conn.execute(
+            db.insert_ignore(blobs, "digest"),
+            {"digest": digest, "size": size, "created_at": now, "pending_since": now},
+        )
+    elif row.deleting_since is not None:
+        return False
     conn.execute(
-        db.insert_ignore(repository_blobs, "repository_id", "digest"),
-        {"repository_id": repo_id, "digest": digest, "created_at": now},
+        db.upsert(repository_blobs, ("repository_id", "digest"), ("pending_since",)),
+        {"repository_id": repo_id, "digest": digest, "created_at": now, "pending_since": now},
     )
+    return True
 
 
 def _unlink(conn: Connection, repo: str, digest: str) -> int:

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from registry.errors import (
     DigestInvalid,
@@ -17,6 +17,7 @@ from registry.errors import (
 )
 from registry.metadata.db import Database, utcnow
 from registry.metadata.schema import (
+    blobs,
     manifest_blobs,
     manifest_children,
     manifests,
@@ -77,6 +78,25 @@ _TAG_TARGET = select(tags.c.manifest_id).where(
 )
 _INSERT_TAG_EVENT = tag_events.insert()
 _DELETE_TAG = delete(tags).where(tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("tag"))
+# A deleted tag takes its history with it, as deleting an OpenShift image stream tag does.
+_DELETE_TAG_HISTORY = delete(tag_events).where(
+    tag_events.c.repository_id == bindparam("repo_id"), tag_events.c.tag == bindparam("tag")
+)
+# Blobs a manifest now references are no longer pending (see registry/pruning/gc.py).
+_LINKS_REFERENCED = (
+    update(repository_blobs)
+    .where(
+        repository_blobs.c.repository_id == bindparam("repo_id"),
+        repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+        repository_blobs.c.pending_since.is_not(None),
+    )
+    .values(pending_since=None)
+)
+_BLOBS_REFERENCED = (
+    update(blobs)
+    .where(blobs.c.digest.in_(bindparam("digests", expanding=True)), blobs.c.pending_since.is_not(None))
+    .values(pending_since=None)
+)
 
 
 def _select_manifest(conn: Connection, repo: str, reference: str) -> Any:
@@ -115,11 +135,15 @@ def _store_manifest(
 ) -> bool:
     """Record a verified manifest and point the tag at it. Returns True when a tag changed."""
     now = utcnow()
+    db.gc_shared(conn)
     repo_id = ensure_repository(db, conn, repo)
     if parsed.blobs:
         missing = _missing(conn, _LINKED_BLOBS, repo_id, parsed.blobs)
         if missing:
             raise ManifestBlobUnknown(f"blob {missing[0]} is not in repository {repo}", detail={"digests": missing})
+        wanted = sorted(set(parsed.blobs))  # one lock order for every transaction
+        conn.execute(_LINKS_REFERENCED, {"repo_id": repo_id, "digests": wanted})
+        conn.execute(_BLOBS_REFERENCED, {"digests": wanted})
     if parsed.children:
         missing = _missing(conn, _PRESENT_MANIFESTS, repo_id, parsed.children)
         if missing:
@@ -128,7 +152,7 @@ def _store_manifest(
                 detail={"digests": missing},
             )
     conn.execute(
-        db.insert_ignore(manifests, "repository_id", "digest"),
+        db.upsert(manifests, ("repository_id", "digest"), ("last_pushed_at",)),
         {
             "repository_id": repo_id,
             "digest": digest,
@@ -141,6 +165,7 @@ def _store_manifest(
             "annotations": parsed.annotations,
             "created_at": now,
             "pushed_by": pushed_by,
+            "last_pushed_at": now,
         },
     )
     manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": digest}).scalar_one()
@@ -198,11 +223,15 @@ def _delete(conn: Connection, repo: str, reference: str) -> bool:
     if repo_id is None:
         return False
     if not is_digest(reference):
-        return bool(conn.execute(_DELETE_TAG, {"repo_id": repo_id, "tag": reference}).rowcount)
+        if not conn.execute(_DELETE_TAG, {"repo_id": repo_id, "tag": reference}).rowcount:
+            return False
+        conn.execute(_DELETE_TAG_HISTORY, {"repo_id": repo_id, "tag": reference})
+        return True
     manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": reference}).scalar()
     if manifest_id is None:
         return False
     conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
+    conn.execute(delete(tag_events).where(tag_events.c.repository_id == repo_id, tag_events.c.digest == reference))
     conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_children).where(manifest_children.c.manifest_id == manifest_id))
     conn.execute(delete(manifests).where(manifests.c.id == manifest_id))

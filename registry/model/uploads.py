@@ -25,12 +25,13 @@ from registry.errors import (
     DigestInvalid,
     RangeInvalid,
     SizeInvalid,
+    Unavailable,
 )
 from registry.hashing import Hasher, new_hasher
 from registry.locks import upload_lock
 from registry.metadata.db import utcnow
 from registry.metadata.schema import blobs, repositories, repository_blobs, uploads
-from registry.model.blobs import link_blob
+from registry.model.blobs import link_blob, reserve_blob
 from registry.model.context import Registry
 from registry.model.repositories import ensure_repository
 from registry.names import split_digest
@@ -319,6 +320,7 @@ async def _discard(reg: Registry, state: UploadState) -> None:
 
 
 async def _commit(reg: Registry, repo: str, state: UploadState, digest: str) -> None:
+    await reserve_blob(reg, digest, state.size)
     try:
         await reg.storage.commit_upload(state.id, state.driver_state, digest, state.size)
     except BlobNotFound:
@@ -331,11 +333,15 @@ async def _commit(reg: Registry, repo: str, state: UploadState, digest: str) -> 
     # Storage first, metadata second: a crash in between leaves an unreferenced blob
     # (collected later), never metadata pointing at nothing.
 
-    def record(conn: Connection) -> None:
-        link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, state.size)
+    def record(conn: Connection) -> bool:
+        if not link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, state.size):
+            return False
         _delete_upload(conn, state.id)
+        return True
 
-    await reg.db.write(record)
+    if not await reg.db.write(record):
+        # Only with a grace period shorter than this commit took: the collector took it.
+        raise Unavailable("the blob was garbage collected while it was stored; retry", detail={"digest": digest})
 
 
 async def monolithic_upload(
@@ -380,11 +386,11 @@ async def mount_blob(
     for row in rows:
         if row.name == repo or await may_read(row.name):
 
-            def link(conn: Connection, size: int = row.size) -> None:
-                link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, size)
+            def link(conn: Connection, size: int = row.size) -> bool:
+                return link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, size)
 
-            await reg.db.write(link)
-            return row.size
+            # A blob the collector is deleting cannot be mounted: the client uploads it.
+            return row.size if await reg.db.write(link) else None
     return None
 
 

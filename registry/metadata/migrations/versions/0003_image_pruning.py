@@ -17,17 +17,12 @@ TS = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     with op.batch_alter_table("blobs") as batch:
-        batch.add_column(sa.Column("last_used_at", TS, nullable=True))
         batch.add_column(sa.Column("pending_since", TS, nullable=True))
         batch.add_column(sa.Column("deleting_since", TS, nullable=True))
     with op.batch_alter_table("repository_blobs") as batch:
-        batch.add_column(sa.Column("last_used_at", TS, nullable=True))
         batch.add_column(sa.Column("pending_since", TS, nullable=True))
     with op.batch_alter_table("manifests") as batch:
         batch.add_column(sa.Column("last_pushed_at", TS, nullable=True))
-    # Existing data was last used when it was created.
-    op.execute("UPDATE blobs SET last_used_at = created_at")
-    op.execute("UPDATE repository_blobs SET last_used_at = created_at")
     op.execute("UPDATE manifests SET last_pushed_at = created_at")
 
     op.create_table(
@@ -63,8 +58,6 @@ def downgrade() -> None:
         batch.drop_column("last_pushed_at")
     with op.batch_alter_table("repository_blobs") as batch:
         batch.drop_column("pending_since")
-        batch.drop_column("last_used_at")
     with op.batch_alter_table("blobs") as batch:
         batch.drop_column("deleting_since")
         batch.drop_column("pending_since")
-        batch.drop_column("last_used_at")
