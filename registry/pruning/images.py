@@ -3,8 +3,28 @@ links and blobs nothing references, while the registry keeps serving pushes."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, select, text
+
+from registry import clock
+from registry.metadata.db import as_utc
+from registry.metadata.schema import (
+    blobs,
+    manifest_blobs,
+    manifest_children,
+    manifests,
+    repositories,
+    repository_blobs,
+    tag_events,
+    tags,
+)
+from registry.model.context import Registry
+from registry.pruning import gc
+from registry.pruning.plan import Blob, InvalidReferences, Link, Manifest, Plan, Snapshot, TagEvent, make_plan
 
 
 @dataclass(frozen=True)
@@ -42,3 +62,204 @@ class PruneReport:
             "bytesFreed": self.bytes_freed,
             "orphans": self.orphans,
         }
+
+
+class PruneFailed(Exception):
+    """The run could not go on; what it deleted before stays deleted, and is reported."""
+
+    def __init__(self, message: str, report: PruneReport):
+        super().__init__(message)
+        self.report = report
+
+
+# -- the snapshot --------------------------------------------------------------------------------
+
+
+def _load_snapshot(conn: Connection, with_storage: bool) -> Snapshot:
+    if conn.dialect.name == "postgresql":
+        # One consistent view across the queries below (SQLite's read transaction is one).
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    repos = {r.id: r.name for r in conn.execute(select(repositories.c.id, repositories.c.name))}
+    events = [
+        TagEvent(r.id, r.repository_id, r.tag, r.digest, as_utc(r.created_at))
+        for r in conn.execute(
+            select(
+                tag_events.c.id,
+                tag_events.c.repository_id,
+                tag_events.c.tag,
+                tag_events.c.digest,
+                tag_events.c.created_at,
+            )
+        )
+    ]
+    current = {
+        (r.repository_id, r.name): r.digest
+        for r in conn.execute(
+            select(tags.c.repository_id, tags.c.name, manifests.c.digest).join(
+                manifests, manifests.c.id == tags.c.manifest_id
+            )
+        )
+    }
+    children: dict[int, list[str]] = defaultdict(list)
+    for r in conn.execute(select(manifest_children.c.manifest_id, manifest_children.c.child_digest)):
+        children[r.manifest_id].append(r.child_digest)
+    refs: dict[int, list[str]] = defaultdict(list)
+    for r in conn.execute(select(manifest_blobs.c.manifest_id, manifest_blobs.c.digest)):
+        refs[r.manifest_id].append(r.digest)
+    found = [
+        Manifest(
+            r.id,
+            r.repository_id,
+            r.digest,
+            as_utc(r.last_pushed_at or r.created_at),
+            r.subject_digest,
+            tuple(children.get(r.id, ())),
+            tuple(refs.get(r.id, ())),
+        )
+        for r in conn.execute(
+            select(
+                manifests.c.id,
+                manifests.c.repository_id,
+                manifests.c.digest,
+                manifests.c.created_at,
+                manifests.c.last_pushed_at,
+                manifests.c.subject_digest,
+            )
+        )
+    ]
+    snap = Snapshot(repos, events, current, found)
+    if with_storage:
+        snap.links = [
+            Link(r.repository_id, r.digest, r.pending_since and as_utc(r.pending_since))
+            for r in conn.execute(
+                select(repository_blobs.c.repository_id, repository_blobs.c.digest, repository_blobs.c.pending_since)
+            )
+        ]
+        snap.blobs = [
+            Blob(r.digest, r.size, r.pending_since and as_utc(r.pending_since), r.deleting_since is not None)
+            for r in conn.execute(select(blobs.c.digest, blobs.c.size, blobs.c.pending_since, blobs.c.deleting_since))
+        ]
+    return snap
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+async def prune_images(reg: Registry, options: PruneOptions) -> PruneReport:
+    """Prune as `oc adm prune images` does (see plan.py for the rules). A dry run only
+    reports. Raises PruneFailed, carrying the partial report, when a step fails."""
+    now = clock.now()
+    report = PruneReport(dry_run=not options.confirm, started_at=now)
+    cutoff = now - timedelta(seconds=options.keep_younger_than)
+    grace_cutoff = now - timedelta(seconds=options.grace_period)
+    try:
+        snap = await reg.db.read(_load_snapshot, options.prune_registry)
+        plan = make_plan(
+            snap,
+            keep_tag_revisions=options.keep_tag_revisions,
+            cutoff=cutoff,
+            grace_cutoff=grace_cutoff,
+            prune_registry=options.prune_registry,
+            ignore_invalid_refs=options.ignore_invalid_refs,
+        )
+    except InvalidReferences as e:
+        report.finished_at = clock.now()
+        raise PruneFailed(str(e), report) from e
+    name = snap.repositories.get
+    try:
+        if report.dry_run:
+            await _report_plan(reg, plan, name, options, grace_cutoff, report)
+        else:
+            await _apply_plan(reg, plan, name, options, grace_cutoff, report)
+    except Exception as e:
+        report.finished_at = clock.now()
+        raise PruneFailed(f"{type(e).__name__}: {e}", report) from e
+    report.finished_at = clock.now()
+    return report
+
+
+async def _report_plan(
+    reg: Registry,
+    plan: Plan,
+    name: Callable[[int], str | None],
+    options: PruneOptions,
+    grace_cutoff: datetime,
+    report: PruneReport,
+) -> None:
+    """A dry run: what the plan would delete, nothing changed."""
+    for e in plan.events:
+        report.details.append(f"tag revision {name(e.repo_id)}:{e.tag} {e.digest} ({e.created:%Y-%m-%dT%H:%M:%SZ})")
+    for m, _ in plan.manifests:
+        report.details.append(f"manifest {name(m.repo_id)}@{m.digest}")
+    for link in plan.links:
+        report.details.append(f"blob link {name(link.repo_id)} {link.digest}")
+    for b in plan.blobs:
+        report.details.append(f"blob {b.digest} ({_size(b.size)})")
+    report.tag_revisions = len(plan.events)
+    report.manifests = len(plan.manifests)
+    report.repository_blobs = len(plan.links)
+    report.blobs = len(plan.blobs)
+    report.bytes_freed = plan.bytes
+    if options.prune_registry:
+        orphans = await gc.find_orphans(reg, grace_cutoff)
+        for digest, size in orphans:
+            report.details.append(f"orphaned blob {digest} ({_size(size)})")
+        report.orphans = len(orphans)
+        report.bytes_freed += sum(size for _, size in orphans)
+
+
+async def _apply_plan(
+    reg: Registry,
+    plan: Plan,
+    name: Callable[[int], str | None],
+    options: PruneOptions,
+    grace_cutoff: datetime,
+    report: PruneReport,
+) -> None:
+    """Delete in the order the issue gives: history, manifests, links, blobs, orphans.
+    Each step re-checks against the live database (gc.py); the report counts what went."""
+    report.tag_revisions = await gc.delete_events(reg, plan.events)
+    for e in plan.events:
+        report.details.append(f"tag revision {name(e.repo_id)}:{e.tag} {e.digest} ({e.created:%Y-%m-%dT%H:%M:%SZ})")
+    changed: set[int] = set()
+    gone = await gc.delete_manifests(reg, plan.manifests)
+    report.manifests = len(gone)
+    for m in gone:
+        changed.add(m.repo_id)
+        report.details.append(f"manifest {name(m.repo_id)}@{m.digest}")
+    try:
+        if options.prune_registry:
+            unlinked = await gc.delete_links(reg, plan.links, grace_cutoff)
+            report.repository_blobs = len(unlinked)
+            for link in unlinked:
+                changed.add(link.repo_id)
+                report.details.append(f"blob link {name(link.repo_id)} {link.digest}")
+    finally:
+        # Cached manifests and links of these repositories retire here and on every replica.
+        for repo_id in changed:
+            repo = name(repo_id)
+            if repo is not None:
+                await reg.cache.changed(repo)
+    if not options.prune_registry:
+        return
+    await gc.finish_stale_claims(reg)
+    deleted, freed = await gc.delete_blobs(reg, plan.blobs, grace_cutoff)
+    report.blobs = len(deleted)
+    report.bytes_freed = freed
+    for b in deleted:
+        report.details.append(f"blob {b.digest} ({_size(b.size)})")
+    orphans = await gc.find_orphans(reg, grace_cutoff)
+    count, orphan_bytes = await gc.delete_orphans(reg, orphans)
+    report.orphans = count
+    report.bytes_freed += orphan_bytes
+    for digest, size in orphans:
+        report.details.append(f"orphaned blob {digest} ({_size(size)})")
