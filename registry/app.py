@@ -18,7 +18,7 @@ from registry.api import admin, base, blobs, listings, manifests, ops, token, up
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.middleware import Observability
 from registry.api.routing import build_routes
-from registry.cache import Generation, MetadataCache
+from registry.cache import BlobContentCache, Generation, MetadataCache
 from registry.config import Config, config_from_dict, load_config
 from registry.metadata.db import Database
 from registry.metrics import InstrumentedStorage
@@ -46,7 +46,11 @@ def build_registry(config: Config) -> Registry:
     storage = InstrumentedStorage(create_storage(config.storage.driver, options))
     db = Database(config.database_url, pool_size=config.database.pool_size, echo=config.database.echo)
     generation = Generation(os.path.join(config.data_dir, "run", "cache-generation"))
-    return Registry(config=config, db=db, storage=storage, cache=MetadataCache(generation, config.cache.max_bytes))
+    content = None
+    if config.storage.driver != "filesystem" and config.cache.blob_bytes > 0:
+        content = BlobContentCache(config.cache.blob_bytes, config.cache.blob_max_size)
+    cache = MetadataCache(generation, config.cache.max_bytes)
+    return Registry(config=config, db=db, storage=storage, cache=cache, content=content)
 
 
 def build_access(config: Config, reg: Registry) -> Any:

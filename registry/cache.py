@@ -13,13 +13,17 @@ and every worker of one host sees each bump immediately.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import mmap
 import os
 import struct
 import zlib
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from registry import metrics
 
 _COUNTER = struct.Struct("<Q")
 SLOTS = 4096
@@ -109,3 +113,49 @@ class MetadataCache:
         self.generation.bump(repo)
         if self.feed is not None:
             await self.feed.publish(repo)
+
+
+class BlobContentCache:
+    """Whole small blobs in memory, for storage with no local file to send (S3). Blobs are
+    content addressed and immutable, so an entry never goes stale; whether the caller may
+    see the blob is still decided from the metadata on every request. Concurrent misses
+    of one blob share a single read."""
+
+    def __init__(self, max_bytes: int, max_blob: int):
+        self.max_bytes = max_bytes
+        self.max_blob = max_blob
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._loading: dict[str, asyncio.Future[bytes]] = {}
+
+    def holds(self, size: int) -> bool:
+        """Whether a blob of this size is cached at all."""
+        return 0 < size <= self.max_blob and self.max_bytes > 0
+
+    async def get(self, digest: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
+        data = self._entries.get(digest)
+        if data is not None:
+            self._entries.move_to_end(digest)
+            metrics.blob_cache_requests.labels("hit").inc()
+            return data
+        metrics.blob_cache_requests.labels("miss").inc()
+        waiting = self._loading.get(digest)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._loading[digest] = future
+        try:
+            data = await load()
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            del self._loading[digest]
+        future.set_result(data)
+        self._entries[digest] = data
+        self._bytes += len(data)
+        while self._bytes > self.max_bytes and self._entries:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped)
+        return data

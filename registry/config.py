@@ -147,6 +147,10 @@ class CacheConfig:
     # In-process cache of immutable manifest bytes and repository links, invalidated
     # across workers through a shared generation counter.
     max_bytes: ByteSize = ByteSize(64 << 20)
+    # Whole blobs up to blob_max_size kept in memory (per worker, blob_bytes in all) when
+    # storage is remote (S3): configs and small layers that many clients pull.
+    blob_bytes: ByteSize = ByteSize(64 << 20)
+    blob_max_size: ByteSize = ByteSize(1 << 20)
 
 
 @dataclass

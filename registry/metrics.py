@@ -34,6 +34,9 @@ storage_duration = Histogram(
 )
 storage_errors = Counter("imageregistry_storage_errors_total", "Storage driver errors", ["operation", "code"])
 uploads_purged = Counter("okura_uploads_purged_total", "Abandoned upload sessions removed")
+blob_cache_requests = Counter(
+    "okura_blob_cache_requests_total", "Reads of small blobs from remote storage, by cache result", ["result"]
+)
 zero_copy_bytes = Counter("okura_http_zero_copy_bytes_total", "Blob bytes sent with sendfile(2), bypassing Python")
 
 

@@ -67,6 +67,9 @@ async def get_blob(request: Request) -> Response:
         raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         raw.append((b"content-type", b"application/octet-stream"))
         return FileBody(path, start, length, status, raw)  # type: ignore[return-value]
+    cached = await blobs.small_blob(reg, digest, size)
+    if cached is not None:
+        return Response(cached[start : start + length], status, headers, media_type="application/octet-stream")
     body = await blobs.read_blob(reg, digest, start, length) if length else None
     return StreamedBody(body, status, headers)
 

@@ -75,6 +75,22 @@ async def read_blob(reg: Registry, digest: str, offset: int, length: int) -> Asy
     return chained()
 
 
+async def small_blob(reg: Registry, digest: str, size: int) -> bytes | None:
+    """The whole blob from the in-memory cache of small blobs, loading it on a miss;
+    None when the blob is not cached (too big, or storage is local)."""
+    if reg.content is None or not reg.content.holds(size):
+        return None
+
+    async def load() -> bytes:
+        parts = [chunk async for chunk in await read_blob(reg, digest, 0, size)]
+        data = b"".join(parts)
+        if len(data) != size:
+            raise BlobUnknown("blob in storage does not match its recorded size", detail={"digest": digest})
+        return data
+
+    return await reg.content.get(digest, load)
+
+
 def local_path(reg: Registry, digest: str) -> str | None:
     """Where the blob lies on a local filesystem, for drivers that have one."""
     locate = getattr(reg.storage, "local_path", None)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from registry.cache import MetadataCache
+from registry.cache import BlobContentCache, MetadataCache
 from registry.config import Config
 from registry.metadata.db import Database
 from storage.base import BlobStorage
@@ -16,3 +16,4 @@ class Registry:
     db: Database
     storage: BlobStorage
     cache: MetadataCache
+    content: BlobContentCache | None = None  # small blobs in memory, for remote storage
