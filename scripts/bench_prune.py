@@ -125,7 +125,7 @@ def run_prune(data_dir: Path, db_url: str | None, out: dict) -> None:
         try:
             for confirm in (False, True):
                 started = time.monotonic()
-                options = PruneOptions(keep_tag_revisions=3, keep_younger_than=0, grace_period=0, confirm=confirm)
+                options = PruneOptions(keep_tag_revisions=3, keep_younger_than=0, grace_period=60, confirm=confirm)
                 report = await prune_images(reg, options)
                 out["dry" if not confirm else "real"] = (time.monotonic() - started, report.counts())
         finally:
