@@ -42,7 +42,9 @@ async def get_blob(request: Request) -> Response:
     name = repo_name(request)
     digest = path_digest(request)
     size = await blobs.blob_size(reg, name, digest)
-    url = await blobs.redirect_url(reg, digest, request.method)
+    # Only GET is redirected: a HEAD is answered from the metadata, sparing the client a
+    # round trip to object storage.
+    url = await blobs.redirect_url(reg, digest, "GET") if request.method == "GET" else None
     if url is not None:
         return RedirectResponse(url, status_code=307, headers={"Docker-Content-Digest": digest})
     headers = {

@@ -114,7 +114,8 @@ def test_chunked_upload_alternating_replicas(replicas):
             assert [h.status_code for h in r.history] == [307], "redirect on: GET should answer 307 to S3"
             assert r.content == data, f"GET through {server.url} returned different bytes"
             r = c.head(f"{server.url}/v2/{repo}/blobs/{digest}", follow_redirects=True)
-            assert r.status_code == 200
+            assert r.status_code == 200 and r.history == [], "HEAD is answered by the registry itself"
+            assert r.headers["Docker-Content-Digest"] == digest
             assert int(r.headers["Content-Length"]) == len(data)
 
 
