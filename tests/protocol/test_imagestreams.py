@@ -45,14 +45,11 @@ async def test_tag_history_is_newest_first_with_growing_generations(client):
     a1, a1_body = await push_image(client, repo, "latest")
     b, _ = await push_image(client, repo, "v1")
     a2, _ = await push_image(client, repo, "latest")
-    old, _ = await push_image(client, repo, "old")
     a3, _ = await push_image(client, repo, "latest")
     # Back to the first image: a new history item on top, not a reordering.
     assert (await put_manifest(client, repo, "latest", a1_body)).status_code == 201
     # The same image again changes nothing.
     assert (await put_manifest(client, repo, "latest", a1_body)).status_code == 201
-    # A deleted tag is not listed.
-    assert (await client.delete(f"/v2/{repo}/manifests/old")).status_code == 202
 
     stream = await get_json(client, f"{API}/namespaces/team/imagestreams/app")
     assert stream["kind"] == "ImageStream"
@@ -60,17 +57,16 @@ async def test_tag_history_is_newest_first_with_growing_generations(client):
     assert stream["metadata"]["name"] == "app"
     assert stream["metadata"]["namespace"] == "team"
     assert RFC3339.match(stream["metadata"]["creationTimestamp"])
-    assert stream["metadata"]["generation"] == 6  # six tag events, the deleted tag's included
+    assert stream["metadata"]["generation"] == 5  # five tag events
     assert stream["spec"] == {"lookupPolicy": {"local": False}}
     assert stream["status"]["dockerImageRepository"] == f"{HOST}/team/app"
 
     tags = history(stream)
     assert [t["tag"] for t in stream["status"]["tags"]] == ["latest", "v1"]
     assert [i["image"] for i in tags["latest"]] == [a1, a3, a2, a1]
-    assert [i["generation"] for i in tags["latest"]] == [6, 5, 3, 1]
+    assert [i["generation"] for i in tags["latest"]] == [5, 4, 3, 1]
     assert [i["image"] for i in tags["v1"]] == [b]
     assert [i["generation"] for i in tags["v1"]] == [2]
-    assert old not in {i["image"] for items in tags.values() for i in items}
     for items in tags.values():
         for item in items:
             assert set(item) == {"created", "dockerImageReference", "image", "generation"}
@@ -83,6 +79,18 @@ async def test_tag_history_is_newest_first_with_growing_generations(client):
     for tag, items in tags.items():
         r = await client.head(f"/v2/{repo}/manifests/{tag}")
         assert r.headers["Docker-Content-Digest"] == items[0]["image"]
+
+    # A deleted tag is not listed; the others keep their history, newest first.
+    old, _ = await push_image(client, repo, "old")
+    assert (await get_json(client, f"{API}/namespaces/team/imagestreams/app"))["metadata"]["generation"] == 6
+    assert (await client.delete(f"/v2/{repo}/manifests/old")).status_code == 202
+    stream = await get_json(client, f"{API}/namespaces/team/imagestreams/app")
+    tags = history(stream)
+    assert list(tags) == ["latest", "v1"]
+    assert [i["image"] for i in tags["latest"]] == [a1, a3, a2, a1]
+    generations = [i["generation"] for i in tags["latest"]]
+    assert generations == sorted(generations, reverse=True) and len(set(generations)) == 4
+    assert old not in {i["image"] for items in tags.values() for i in items}
 
 
 async def test_stream_lists_are_sorted_and_scoped_by_namespace(client):
