@@ -14,7 +14,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from auth.access import AccessController, AllowAll
-from registry.api import admin, base, blobs, listings, manifests, ops, token, uploads
+from registry.api import admin, base, blobs, imagestreams, listings, manifests, ops, token, uploads
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.middleware import Observability
 from registry.api.routing import build_routes
@@ -38,6 +38,7 @@ ROUTE_SPECS = [
     *uploads.ROUTES,
     *blobs.ROUTES,
     *ops.ROUTES,
+    *imagestreams.ROUTES,
 ]
 
 

@@ -199,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(migrate)
     migrate.set_defaults(func=cmd_migrate)
 
-    from registry import cli_auth
+    from registry import cli_auth, cli_get
 
     cli_auth.add_parser(sub, common)
+    cli_get.add_parser(sub, common)
 
     check = sub.add_parser("check-config", help="validate a config file and the environment")
     check.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))

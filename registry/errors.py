@@ -107,3 +107,48 @@ class RequestInvalid(RegistryError):
 
 class Unavailable(RegistryError):
     code, status, default_message = "UNAVAILABLE", 503, "service unavailable"
+
+
+# -- errors about API resources under /apis/ (rendered as Kubernetes Status objects) -------------
+
+
+class ResourceError(RegistryError):
+    """An error about one API resource (kind = the plural resource name, as Kubernetes puts
+    it in a Status). Its `details` become the Status details under /apis/."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        group: str,
+        name: str | None = None,
+        causes: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        details: dict[str, Any] = {"name": name, "group": group, "kind": kind}
+        if causes:
+            details["causes"] = causes
+        self.details = {k: v for k, v in details.items() if v}
+        super().__init__(message, detail=self.details, headers=headers)
+
+
+def _qualified(kind: str, group: str) -> str:
+    return f"{kind}.{group}" if group else kind
+
+
+class ResourceNotFound(ResourceError):
+    code, status, default_message = "NOT_FOUND", 404, "not found"
+
+    def __init__(self, kind: str, group: str, name: str):
+        super().__init__(f'{_qualified(kind, group)} "{name}" not found', kind=kind, group=group, name=name)
+
+
+class ResourceConflict(ResourceError):
+    code, status, default_message = "CONFLICT", 409, "conflict"
+
+
+class ResourceInvalid(ResourceError):
+    """422: the object fails validation; `causes` are [{"reason", "message", "field"}]."""
+
+    code, status, default_message = "INVALID", 422, "invalid"

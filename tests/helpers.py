@@ -143,3 +143,24 @@ async def put_manifest(
     client: httpx.AsyncClient, repo: str, reference: str, content: bytes, media_type: str = OCI_MANIFEST
 ) -> httpx.Response:
     return await client.put(f"/v2/{repo}/manifests/{reference}", content=content, headers={"Content-Type": media_type})
+
+
+STATUS_FIELDS = {"kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"}
+
+
+def assert_status(response: httpx.Response, code: int, reason: str) -> dict[str, Any]:
+    """The response is a Kubernetes `Status` (the error shape under /apis/) with `code` and
+    `reason`. HEAD answers carry no body; only their status is checked. Returns the Status."""
+    where = f"{response.request.method} {response.request.url}"
+    assert response.status_code == code, (where, response.status_code, response.text[:500])
+    if response.request.method == "HEAD":
+        assert response.content == b""
+        return {}
+    assert response.headers.get("content-type", "").split(";")[0].strip() == "application/json", where
+    body = response.json()
+    assert set(body) == STATUS_FIELDS, body
+    assert (body["kind"], body["apiVersion"], body["metadata"], body["status"]) == ("Status", "v1", {}, "Failure")
+    assert (body["code"], body["reason"]) == (code, reason), body
+    assert isinstance(body["message"], str) and body["message"], body
+    assert isinstance(body["details"], dict), body
+    return body

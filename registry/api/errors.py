@@ -1,53 +1,127 @@
-"""The one place errors become responses: the OCI envelope, never a traceback."""
+"""The one place errors become responses, never a traceback: the OCI envelope on /v2/ (and
+everything else), a Kubernetes `Status` object under /apis/ (what oc and kubectl expect)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from registry.errors import RegistryError, RouteUnknown, Unavailable, Unsupported
+from registry.errors import RegistryError, ResourceError, RouteUnknown, Unavailable, Unsupported
 from storage.base import StorageUnavailable
 
 log = logging.getLogger("okura.http")
 
+# Kubernetes' StatusReason for each HTTP status (k8s.io/apimachinery metav1.StatusReason*).
+STATUS_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    410: "Gone",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+# /apis/<group>/<version>[/namespaces/<ns>]/<resource>[/<name>]
+_API_PATH_RE = re.compile(r"^/apis/([^/]+)/[^/]+(?:/namespaces/[^/]+)?/([^/]+)(?:/(.+?))?/?$")
 
-def error_response(error: RegistryError, head: bool = False) -> Response:
-    body = json.dumps({"errors": [error.to_json()]}).encode()
-    headers = dict(error.headers)
+
+def is_api_path(path: str) -> bool:
+    return path == "/apis" or path.startswith("/apis/")
+
+
+def _body_response(body: bytes, status: int, headers: dict[str, str], head: bool) -> Response:
     if head:  # HEAD answers carry no body, but say how long it would have been
         return Response(
-            status_code=error.status,
-            headers={**headers, "Content-Length": str(len(body))},
-            media_type="application/json",
+            status_code=status, headers={**headers, "Content-Length": str(len(body))}, media_type="application/json"
         )
-    return Response(body, status_code=error.status, headers=headers, media_type="application/json")
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(error: RegistryError, head: bool = False) -> Response:
+    """The OCI error envelope."""
+    body = json.dumps({"errors": [error.to_json()]}).encode()
+    return _body_response(body, error.status, dict(error.headers), head)
+
+
+def status_object(error: RegistryError, path: str) -> dict[str, Any]:
+    """A Kubernetes `Status` (kind Status, apiVersion v1) describing `error` on `path`."""
+    message = error.message
+    details: dict[str, Any] = {}
+    if isinstance(error, ResourceError):
+        details = dict(error.details)
+    elif error.status == 403:
+        # As the API server says it: `<resource>.<group> "<name>" is forbidden: <why>`.
+        m = _API_PATH_RE.match(path)
+        if m:
+            group, kind, name = m.groups()
+            details = {k: v for k, v in {"name": name, "group": group, "kind": kind}.items() if v}
+            message = f"{kind}.{group}{f' {json.dumps(name)}' if name else ''} is forbidden: {message}"
+    retry = error.headers.get("Retry-After", "")
+    if retry.isdigit():
+        details["retryAfterSeconds"] = int(retry)
+    reason = STATUS_REASONS.get(error.status, "InternalError" if error.status >= 500 else "")
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": details,
+        "code": error.status,
+    }
+
+
+def render(request: Request, error: RegistryError) -> Response:
+    """`error` as the answer to `request`: a Status under /apis/, the OCI envelope elsewhere."""
+    head = request.method == "HEAD"
+    path = request.url.path
+    if is_api_path(path):
+        body = json.dumps(status_object(error, path)).encode()
+        return _body_response(body, error.status, dict(error.headers), head)
+    return error_response(error, head)
 
 
 async def handle_registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
     if exc.status >= 500:
         log.warning("request failed: %s", exc.message)
-    return error_response(exc, head=request.method == "HEAD")
+    return render(request, exc)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    api = is_api_path(request.url.path)
     error: RegistryError
     if exc.status_code == 405:
-        error = Unsupported(
-            f"method {request.method} is not allowed on {request.url.path}", headers=dict(exc.headers or {})
-        )
+        message = f"method {request.method} is not allowed on {request.url.path}"
+        if api:
+            message = "the server does not allow this method on the requested resource"
+        error = Unsupported(message, headers=dict(exc.headers or {}))
     elif exc.status_code == 404:
-        error = RouteUnknown(f"no endpoint for {request.method} {request.url.path}")
+        if api:
+            error = RouteUnknown("the server could not find the requested resource")
+        else:
+            error = RouteUnknown(f"no endpoint for {request.method} {request.url.path}")
     else:
         error = RegistryError(exc.detail)
         error.status = exc.status_code
         error.code = "UNSUPPORTED"
-    return error_response(error, head=request.method == "HEAD")
+    return render(request, error)
 
 
 async def handle_client_disconnect(request: Request, exc: Exception) -> Response:
@@ -57,17 +131,17 @@ async def handle_client_disconnect(request: Request, exc: Exception) -> Response
 
 async def handle_storage_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("storage unavailable serving %s %s: %s", request.method, request.url.path, exc)
-    return error_response(
+    return render(
+        request,
         Unavailable(f"blob storage is unavailable, try again later: {str(exc)[:200]}", headers={"Retry-After": "5"}),
-        head=request.method == "HEAD",
     )
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
-    return error_response(
+    return render(
+        request,
         Unavailable("internal error; the request was not completed") if isinstance(exc, OSError) else _internal(),
-        head=request.method == "HEAD",
     )
 
 

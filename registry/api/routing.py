@@ -57,7 +57,8 @@ def guarded(spec: RouteSpec) -> Handler:
     methods = spec.methods
 
     async def endpoint(request: Request) -> Response:
-        handler, access = methods[request.method]
+        # Starlette answers HEAD on every GET route; without a HEAD entry, HEAD runs as GET.
+        handler, access = methods.get(request.method) or methods["GET"]
         needed = access(request)
         if needed is None:
             request.state.identity = ANONYMOUS

@@ -1,0 +1,239 @@
+"""`okura get ...`: image streams and images read straight from the database the server uses
+(same config), as the API shows them (image.openshift.io/v1).
+
+    okura get imagestreams [-n NS]            (aliases imagestream, is; all namespaces without -n)
+    okura get imagestreams NS/NAME            (or NAME -n NS): one stream with each tag's history
+    okura get image DIGEST
+    -o json | -o yaml                         exactly the API object
+
+The registry host in image references is http.base_url's, else the listen address
+(`localhost` for a wildcard one); the API uses the request's Host instead when no base_url is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from registry.errors import RegistryError
+
+MAX_TAGS_SHOWN = 4  # as `oc get is`: the newest tags, then "+ N more..."
+
+
+def registry_host(config: Any) -> str:
+    if config.http.base_url:
+        return urlsplit(config.http.base_url).netloc or config.http.base_url.rstrip("/")
+    host, port = config.listen
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _run(args: argparse.Namespace, action: Callable[..., Awaitable[Any]], storage_needed: bool) -> int:
+    from registry.cache import Generation, MetadataCache
+    from registry.cli import load_cli_config
+    from registry.metadata.db import Database
+    from registry.model.context import Registry
+    from storage import create_storage
+
+    config = load_cli_config(args)
+
+    async def main() -> Any:
+        db = Database(config.database_url)
+        storage = create_storage(config.storage.driver, {"root": config.storage_root, "s3": config.storage.s3})
+        # The model reads without the cache; a private one keeps this process off the data dir's counters.
+        reg = Registry(config=config, db=db, storage=storage, cache=MetadataCache(Generation(None), 0))
+        try:
+            await db.migrate()
+            if storage_needed:  # image configs are read from blob storage
+                await storage.open()
+            return await action(reg, registry_host(config), args)
+        finally:
+            await storage.close()
+            await db.close()
+
+    try:
+        obj = asyncio.run(main())
+    except RegistryError as e:
+        print(f"okura get: {e}", file=sys.stderr)
+        return 1
+    if obj is None:
+        return 0
+    if args.output == "json":
+        print(json.dumps(obj, indent=2))
+    elif args.output == "yaml":
+        import yaml
+
+        print(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False), end="")
+    elif obj["kind"] == "ImageStreamList":
+        _print_streams(obj, all_namespaces=args.namespace is None, namespace=args.namespace)
+    elif obj["kind"] == "ImageStream":
+        _print_stream(obj)
+    else:
+        _print_image(obj)
+    return 0
+
+
+async def _streams(reg: Any, host: str, args: argparse.Namespace) -> Any:
+    from registry.model import imagestreams
+
+    if args.name is None:
+        return await imagestreams.list_image_streams(reg, host, args.namespace)
+    namespace, sep, name = args.name.partition("/")
+    if not sep:
+        if args.namespace is None:
+            raise ValueError("name an image stream as NS/NAME, or NAME with -n NS")
+        namespace, name = args.namespace, args.name
+    elif args.namespace is not None and args.namespace != namespace:
+        raise ValueError(f"{args.name} is not in namespace {args.namespace}")
+    return await imagestreams.get_image_stream(reg, host, namespace, name)
+
+
+async def _image(reg: Any, host: str, args: argparse.Namespace) -> Any:
+    from registry.model import imagestreams
+
+    return await imagestreams.get_image(reg, host, args.digest)
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def age(ts: str, now: datetime | None = None) -> str:
+    """`5 minutes ago`, as oc prints UPDATED."""
+    seconds = max(0, int(((now or datetime.now(UTC)) - _parse(ts)).total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{seconds} second{'s' if seconds != 1 else ''} ago"
+
+
+def _newest_first(stream: dict[str, Any]) -> list[dict[str, Any]]:
+    tags = [t for t in stream["status"]["tags"] if t["items"]]
+    return sorted(tags, key=lambda t: t["items"][0]["generation"], reverse=True)
+
+
+def _print_streams(streams: dict[str, Any], all_namespaces: bool, namespace: str | None) -> None:
+    if not streams["items"]:
+        where = f" in {namespace} namespace" if namespace else ""
+        print(f"No resources found{where}.", file=sys.stderr)
+        return
+    header = ["NAME", "IMAGE REPOSITORY", "TAGS", "UPDATED"]
+    rows = [["NAMESPACE", *header] if all_namespaces else header]
+    for stream in streams["items"]:
+        tags = _newest_first(stream)
+        names = ",".join(t["tag"] for t in tags[:MAX_TAGS_SHOWN])
+        if len(tags) > MAX_TAGS_SHOWN:
+            names += f" + {len(tags) - MAX_TAGS_SHOWN} more..."
+        updated = age(tags[0]["items"][0]["created"]) if tags else ""
+        row = [stream["metadata"]["name"], stream["status"]["dockerImageRepository"], names, updated]
+        rows.append([stream["metadata"]["namespace"], *row] if all_namespaces else row)
+    _table(rows)
+
+
+def _print_stream(stream: dict[str, Any]) -> None:
+    meta = stream["metadata"]
+    print(f"Name:              {meta['namespace']}/{meta['name']}")
+    print(f"Created:           {meta['creationTimestamp']}")
+    print(f"Image Repository:  {stream['status']['dockerImageRepository']}")
+    print(f"Generation:        {meta['generation']}")
+    print()
+    if not stream["status"]["tags"]:
+        print("No tags.")
+        return
+    rows = [["TAG", "CREATED", "GENERATION", "IMAGE"]]
+    for tag in stream["status"]["tags"]:
+        for i, item in enumerate(tag["items"]):
+            label = tag["tag"] if i == 0 else ""  # the rows below a tag are its earlier images
+            rows.append([label, item["created"], str(item["generation"]), item["image"]])
+    _table(rows)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _print_image(image: dict[str, Any]) -> None:
+    meta = image["dockerImageMetadata"]
+    print(f"Name:          {image['metadata']['name']}")
+    print(f"Reference:     {image['dockerImageReference']}")
+    print(f"Media Type:    {image['dockerImageManifestMediaType']}")
+    print(f"Created:       {meta.get('Created', '<unknown>')}")
+    if "Architecture" in meta or "Os" in meta:
+        print(f"Platform:      {meta.get('Os', '?')}/{meta.get('Architecture', '?')}")
+    if "Size" in meta:
+        print(f"Size:          {_size(meta['Size'])}")
+    if "Id" in meta:
+        print(f"Config:        {meta['Id']}")
+    labels = meta.get("Config", {}).get("Labels") or {}
+    if labels:
+        print("Labels:")
+        for key in sorted(labels):
+            print(f"  {key}={labels[key]}")
+    if image.get("dockerImageLayers"):
+        print()
+        _table(
+            [["LAYER", "SIZE", "MEDIA TYPE"]]
+            + [[layer["name"], _size(layer["size"]), layer["mediaType"]] for layer in image["dockerImageLayers"]]
+        )
+    if "dockerImageManifests" in image:
+        print()
+        rows = [["MANIFEST", "PLATFORM", "SIZE", "MEDIA TYPE"]]
+        for m in image["dockerImageManifests"]:
+            platform = "/".join(p for p in (m["os"], m["architecture"], m.get("variant", "")) if p)
+            rows.append([m["digest"], platform, _size(m["manifestSize"]), m["mediaType"]])
+        _table(rows)
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _checked(args: argparse.Namespace, action: Callable[..., Awaitable[Any]]) -> int:
+    try:
+        return _run(args, action, storage_needed=action is _image)
+    except ValueError as e:
+        print(f"okura get: {e}", file=sys.stderr)
+        return 2
+
+
+def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    get = sub.add_parser("get", help="show image streams and images (as the image.openshift.io API does)")
+    kinds = get.add_subparsers(dest="get_kind", required=True)
+
+    def output(p: argparse.ArgumentParser) -> None:
+        common(p)
+        p.add_argument("-o", "--output", choices=("json", "yaml"), help="print the API object")
+
+    streams = kinds.add_parser(
+        "imagestreams", aliases=["imagestream", "is"], help="image streams (all namespaces without -n)"
+    )
+    streams.add_argument("name", nargs="?", metavar="NS/NAME", help="one stream, with each tag's history")
+    streams.add_argument("-n", "--namespace")
+    output(streams)
+    streams.set_defaults(func=lambda args: _checked(args, _streams))
+
+    image = kinds.add_parser("image", aliases=["images"], help="an image by digest")
+    image.add_argument("digest")
+    output(image)
+    image.set_defaults(func=lambda args: _checked(args, _image), namespace=None)
