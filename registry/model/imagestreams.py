@@ -112,10 +112,11 @@ def _tags_and_events(conn: Connection, repo_ids: list[int]) -> tuple[dict[int, d
 def _stream(host: str, repo: _Repo, current: dict[str, str], events: list[Any]) -> dict[str, Any]:
     namespace, name = split_repository(repo.name) or ("", repo.name)
     reference = f"{host}/{repo.name}"
-    # Each event's generation is its 1-based position in the stream's whole history (event
-    # ids only grow), so newer items always have larger generations.
+    # An item's generation is its event's id: ids only grow, so newer items have larger
+    # generations, and pruning or deleting other items never renumbers the ones left.
     history: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for generation, event in enumerate(events, start=1):
+    for event in events:
+        generation = event.id
         if event.tag in current:  # deleted tags are not listed
             history[event.tag].append(
                 {
@@ -132,7 +133,7 @@ def _stream(host: str, repo: _Repo, current: dict[str, str], events: list[Any]) 
             "name": name,
             "namespace": namespace,
             "creationTimestamp": rfc3339(repo.created_at),
-            "generation": len(events),
+            "generation": max((e.id for e in events), default=0),
         },
         "spec": {"lookupPolicy": {"local": False}},
         "status": {
