@@ -65,6 +65,8 @@ def checks_for(access: Access, repository_exists: bool = True) -> list[Check]:
             return [Check("get", "registry/metrics", None)]
         if access.name == "admin":
             return [Check("delete", "images", None)]
+        if access.name == "imagepruners":  # imageregistry.operator.openshift.io, cluster-scoped
+            return [Check("get" if access.action == "get" else "update", "imagepruners", None)]
     raise Denied(f"unknown access {access.type}:{access.name}:{access.action}")
 
 

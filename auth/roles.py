@@ -10,8 +10,18 @@ from dataclasses import dataclass
 #   new repository -> create imagestreams       delete manifests/tags/blobs -> delete images
 #   catalog of everything -> list imagestreams (cluster)   metrics -> get registry/metrics
 #   role bindings in a namespace -> create/delete rolebindings
+#   the ImagePruner resource -> get/update imagepruners (cluster; only cluster-admin has it)
 VERBS = ("get", "list", "create", "update", "delete")
-RESOURCES = ("imagestreams", "imagestreams/layers", "images", "rolebindings", "registry/metrics", "users", "tokens")
+RESOURCES = (
+    "imagestreams",
+    "imagestreams/layers",
+    "images",
+    "rolebindings",
+    "registry/metrics",
+    "users",
+    "tokens",
+    "imagepruners",
+)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from auth.access import AccessController, AllowAll
-from registry.api import admin, base, blobs, imagestreams, listings, manifests, ops, token, uploads
+from registry.api import admin, base, blobs, imagepruner, imagestreams, listings, manifests, ops, token, uploads
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.middleware import Observability
 from registry.api.routing import build_routes
@@ -24,6 +24,7 @@ from registry.metadata.db import Database
 from registry.metrics import InstrumentedStorage
 from registry.model.context import Registry
 from registry.model.repositories import repository_id
+from registry.pruning import schedule as prune_schedule
 from registry.tasks import upload_purge
 from storage import create_storage
 
@@ -39,6 +40,7 @@ ROUTE_SPECS = [
     *blobs.ROUTES,
     *ops.ROUTES,
     *imagestreams.ROUTES,
+    *imagepruner.ROUTES,
 ]
 
 
@@ -103,6 +105,8 @@ def create_app(config: Config, access: AccessController | None = None, backgroun
         tasks = []
         if background and config.uploads.purge_enabled:
             tasks.append(asyncio.create_task(upload_purge.run_forever(reg)))
+        if background:
+            tasks.append(asyncio.create_task(prune_schedule.run_forever(reg)))
         try:
             yield
         finally:

@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_auth.add_parser(sub, common)
     cli_get.add_parser(sub, common)
 
+    from registry import cli_prune
+
+    cli_prune.add_parser(sub, common)
+
     check = sub.add_parser("check-config", help="validate a config file and the environment")
     check.add_argument("--config", help="YAML config file", default=os.environ.get("OKURA_CONFIG"))
     check.add_argument("--data-dir")

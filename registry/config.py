@@ -193,6 +193,8 @@ class PrunerConfig:
     # Online GC: blobs uploaded or mounted but not yet referenced by a manifest, and
     # blob files in storage with no metadata (left by a crash), are kept this long.
     grace_period: Duration = Duration(3600)
+    # How often each replica reads the resource to see whether a scheduled run is due.
+    check_interval: Duration = Duration(30)
 
 
 @dataclass
@@ -325,6 +327,21 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("auth.token_ttl: must be at least 10s")
     if cfg.uploads.chunk_buffer < 64 * 1024:
         raise ConfigError("uploads.chunk_buffer: must be at least 64KiB")
+    _validate_pruner(cfg.pruner)
+
+
+def _validate_pruner(p: PrunerConfig) -> None:
+    from registry.pruning.resource import validate_schedule
+
+    try:
+        validate_schedule(p.schedule)
+    except ValueError as e:
+        raise ConfigError(f"pruner.schedule: {e}") from None
+    for name in ("keep_tag_revisions", "successful_jobs_history_limit", "failed_jobs_history_limit"):
+        if getattr(p, name) < 0:
+            raise ConfigError(f"pruner.{name}: must not be negative")
+    if p.check_interval < 0.01:
+        raise ConfigError("pruner.check_interval: must be at least 10ms")
 
 
 def _validate_s3(s3: S3Config) -> None:

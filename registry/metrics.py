@@ -39,6 +39,26 @@ blob_cache_requests = Counter(
 )
 zero_copy_bytes = Counter("okura_http_zero_copy_bytes_total", "Blob bytes sent with sendfile(2), bypassing Python")
 
+# The image pruner (registry/pruning). The install status is a state, not a count: every worker
+# sets it when it reads the resource, and the most recent value of a live worker is reported.
+pruner_install_status = Gauge(
+    "image_registry_operator_image_pruner_install_status",
+    "Image pruner state: 0 not installed, 1 suspended, 2 enabled",
+    multiprocess_mode="livemostrecent",
+)
+pruner_runs = Counter("okura_image_pruner_runs_total", "Image pruner runs (not dry runs) by outcome", ["outcome"])
+pruner_run_duration = Histogram(
+    "okura_image_pruner_run_duration_seconds",
+    "Image pruner run duration",
+    buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+)
+pruner_deleted = Counter(
+    "okura_image_pruner_deleted_total",
+    "Objects deleted by the image pruner: tag_revisions, manifests, repository_blobs, blobs, orphans",
+    ["kind"],
+)
+pruner_freed_bytes = Counter("okura_image_pruner_freed_bytes_total", "Storage bytes freed by the image pruner")
+
 
 def render() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
