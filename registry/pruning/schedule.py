@@ -117,6 +117,7 @@ async def execute_run(
     except Exception as e:
         log.exception("image pruner: run %d failed", run_id)
         outcome, message = "failed", (getattr(e, "message", None) or str(e) or type(e).__name__)
+        report = getattr(e, "report", None)  # PruneFailed: what went before the failure
     elapsed = time.perf_counter() - started
     record = await resource.finish_run(
         reg, run_id, outcome, message, report.counts() if report else None, reason=reason
