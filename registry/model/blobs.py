@@ -113,9 +113,10 @@ CLAIM_WAIT = 30.0  # seconds a writer waits for the collector to finish deleting
 STALE_CLAIM = timedelta(minutes=10)  # a claim this old was left by a collector that died
 
 
-def _reserve(conn: Connection, db: Database, digest: str, size: int) -> Any:
-    """Mark a blob about to be stored as pending, creating its row. Returns the claim
-    time when the collector is deleting it, else None."""
+def _hold(conn: Connection, db: Database, digest: str, size: int) -> Any:
+    """Inside a write transaction about to depend on a blob: take the GC lock shared and
+    make sure the blob has a row (a new one is pending). Returns the claim time when the
+    collector is deleting the blob, else None."""
     db.gc_shared(conn)
     now = utcnow()
     row = conn.execute(_CLAIM, {"digest": digest}).first()
@@ -125,10 +126,16 @@ def _reserve(conn: Connection, db: Database, digest: str, size: int) -> Any:
             {"digest": digest, "size": size, "created_at": now, "pending_since": now},
         )
         return None
-    if row.deleting_since is not None:
-        return row.deleting_since
-    conn.execute(_MARK_PENDING, {"d": digest, "now": now})
-    return None
+    return row.deleting_since
+
+
+def _reserve(conn: Connection, db: Database, digest: str, size: int) -> Any:
+    """Mark a blob about to be stored as pending. Returns the claim time when the
+    collector is deleting it, else None."""
+    claimed = _hold(conn, db, digest, size)
+    if claimed is None:
+        conn.execute(_MARK_PENDING, {"d": digest, "now": utcnow()})
+    return claimed
 
 
 async def reserve_blob(reg: Registry, digest: str, size: int) -> None:
@@ -162,16 +169,9 @@ async def finish_claim(reg: Registry, digest: str, claimed: Any) -> None:
 def link_blob(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> bool:
     """Make a stored blob visible in a repository (inside a write transaction), pending
     until a manifest references it. False when the collector has claimed the blob."""
-    db.gc_shared(conn)
-    now = utcnow()
-    row = conn.execute(_CLAIM, {"digest": digest}).first()
-    if row is None:
-        conn.execute(
-            db.insert_ignore(blobs, "digest"),
-            {"digest": digest, "size": size, "created_at": now, "pending_since": now},
-        )
-    elif row.deleting_since is not None:
+    if _hold(conn, db, digest, size) is not None:
         return False
+    now = utcnow()
     conn.execute(
         db.upsert(repository_blobs, ("repository_id", "digest"), ("pending_since",)),
         {"repository_id": repo_id, "digest": digest, "created_at": now, "pending_since": now},

@@ -142,13 +142,17 @@ def _load_snapshot(conn: Connection, with_storage: bool) -> Snapshot:
     return snap
 
 
-def _size(n: int) -> str:
+def human_bytes(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{n} B"
+    raise AssertionError("unreachable")
+
+
+def _event_line(e: TagEvent, name: Callable[[int], str | None]) -> str:
+    return f"tag revision {name(e.repo_id)}:{e.tag} {e.digest} ({e.created:%Y-%m-%dT%H:%M:%SZ})"
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -196,14 +200,10 @@ async def _report_plan(
     report: PruneReport,
 ) -> None:
     """A dry run: what the plan would delete, nothing changed."""
-    for e in plan.events:
-        report.details.append(f"tag revision {name(e.repo_id)}:{e.tag} {e.digest} ({e.created:%Y-%m-%dT%H:%M:%SZ})")
-    for m, _ in plan.manifests:
-        report.details.append(f"manifest {name(m.repo_id)}@{m.digest}")
-    for link in plan.links:
-        report.details.append(f"blob link {name(link.repo_id)} {link.digest}")
-    for b in plan.blobs:
-        report.details.append(f"blob {b.digest} ({_size(b.size)})")
+    report.details += [_event_line(e, name) for e in plan.events]
+    report.details += [f"manifest {name(m.repo_id)}@{m.digest}" for m, _ in plan.manifests]
+    report.details += [f"blob link {name(link.repo_id)} {link.digest}" for link in plan.links]
+    report.details += [f"blob {b.digest} ({human_bytes(b.size)})" for b in plan.blobs]
     report.tag_revisions = len(plan.events)
     report.manifests = len(plan.manifests)
     report.repository_blobs = len(plan.links)
@@ -211,8 +211,7 @@ async def _report_plan(
     report.bytes_freed = plan.bytes
     if options.prune_registry:
         orphans = await gc.find_orphans(reg, grace_cutoff)
-        for digest, size in orphans:
-            report.details.append(f"orphaned blob {digest} ({_size(size)})")
+        report.details += [f"orphaned blob {digest} ({human_bytes(size)})" for digest, size in orphans]
         report.orphans = len(orphans)
         report.bytes_freed += sum(size for _, size in orphans)
 
@@ -228,8 +227,7 @@ async def _apply_plan(
     """Delete in the order the issue gives: history, manifests, links, blobs, orphans.
     Each step re-checks against the live database (gc.py); the report counts what went."""
     report.tag_revisions = await gc.delete_events(reg, plan.events)
-    for e in plan.events:
-        report.details.append(f"tag revision {name(e.repo_id)}:{e.tag} {e.digest} ({e.created:%Y-%m-%dT%H:%M:%SZ})")
+    report.details += [_event_line(e, name) for e in plan.events]
     changed: set[int] = set()
     gone = await gc.delete_manifests(reg, plan.manifests)
     report.manifests = len(gone)
@@ -256,10 +254,9 @@ async def _apply_plan(
     report.blobs = len(deleted)
     report.bytes_freed = freed
     for b in deleted:
-        report.details.append(f"blob {b.digest} ({_size(b.size)})")
+        report.details.append(f"blob {b.digest} ({human_bytes(b.size)})")
     orphans = await gc.find_orphans(reg, grace_cutoff)
     count, orphan_bytes = await gc.delete_orphans(reg, orphans)
     report.orphans = count
     report.bytes_freed += orphan_bytes
-    for digest, size in orphans:
-        report.details.append(f"orphaned blob {digest} ({_size(size)})")
+    report.details += [f"orphaned blob {digest} ({human_bytes(size)})" for digest, size in orphans]

@@ -24,7 +24,7 @@ from registry import metrics
 from registry.errors import Invalid
 from registry.metadata.db import as_utc, utcnow
 from registry.metadata.schema import image_pruners, prune_runs
-from registry.pruning.images import PruneOptions
+from registry.pruning.images import PruneOptions, human_bytes
 
 if TYPE_CHECKING:
     from registry.config import PrunerConfig
@@ -813,15 +813,6 @@ async def current_object(reg: Registry) -> dict[str, Any]:
 
 
 # -- reports --------------------------------------------------------------------------------------
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def summary(counts: dict[str, int], dry_run: bool) -> str:
