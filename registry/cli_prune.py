@@ -72,24 +72,24 @@ def _read_manifest(path: str) -> Any:
 
 
 async def _apply(reg: Any, args: argparse.Namespace) -> int:
-    from registry.pruning import resource
+    from registry.pruning import resource, spec
 
     _, changed = await resource.apply_object(reg, args.body)
-    print(f"{resource.RESOURCE} {'configured' if changed else 'unchanged'}")
+    print(f"{spec.RESOURCE} {'configured' if changed else 'unchanged'}")
     return 0
 
 
 async def _suspend(reg: Any, args: argparse.Namespace) -> int:
-    from registry.pruning import resource
+    from registry.pruning import resource, spec
 
     _, changed = await resource.set_suspend(reg, args.suspend)
     word = "suspended" if args.suspend else "resumed"
-    print(f"{resource.RESOURCE} {word}" if changed else f"{resource.RESOURCE} unchanged (already {word})")
+    print(f"{spec.RESOURCE} {word}" if changed else f"{spec.RESOURCE} unchanged (already {word})")
     return 0
 
 
 def _go_duration(text: str) -> float:
-    from registry.pruning.resource import parse_go_duration
+    from registry.pruning.spec import parse_go_duration
 
     try:
         return parse_go_duration(text) / 10**9
@@ -114,13 +114,13 @@ def _flag_bool(text: str) -> bool:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def prune_options_from_args(spec: dict[str, Any], grace_period: float, args: argparse.Namespace) -> Any:
+def prune_options_from_args(stored: dict[str, Any], grace_period: float, args: argparse.Namespace) -> Any:
     """The run's options: the stored spec, overridden by the flags given."""
     from dataclasses import replace
 
-    from registry.pruning import resource
+    from registry.pruning import spec
 
-    options = resource.prune_options(spec, grace_period, confirm=bool(args.confirm))
+    options = spec.prune_options(stored, grace_period, confirm=bool(args.confirm))
     overrides: dict[str, Any] = {}
     if args.keep_tag_revisions is not None:
         overrides["keep_tag_revisions"] = args.keep_tag_revisions

@@ -331,7 +331,7 @@ def _validate(cfg: Config) -> None:
 
 
 def _validate_pruner(p: PrunerConfig) -> None:
-    from registry.pruning.resource import validate_schedule
+    from registry.pruning.spec import validate_schedule
 
     try:
         validate_schedule(p.schedule)

@@ -21,7 +21,7 @@ from registry import metrics
 from registry.errors import Unavailable
 from registry.metadata.db import utcnow
 from registry.model.context import Registry
-from registry.pruning import resource
+from registry.pruning import resource, spec
 from registry.pruning.images import PruneOptions, PruneReport
 from registry.pruning.resource import RunRecord
 from registry.tasks import leases
@@ -169,7 +169,7 @@ async def tick(
         if claimed is None:  # run by another replica meanwhile, or the spec changed
             return None
         run_id, state = claimed
-        options = resource.prune_options(state.spec, reg.config.pruner.grace_period, confirm=True)
+        options = spec.prune_options(state.spec, reg.config.pruner.grace_period, confirm=True)
         record, _ = await execute_run(reg, run_id, options, holder=holder, prune=prune, lease_ttl=lease_ttl)
         return record
     finally:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from registry.cli import main
-from registry.pruning import resource
+from registry.pruning import spec
 from tests.pruner.conftest import SEED_YAML, FakePrune
 
 PATH = "/apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster"
@@ -218,4 +218,4 @@ async def test_cli_changes_are_what_the_server_serves(make_app, connect, tmp_pat
     obj = (await c.get(PATH)).json()
     assert obj["spec"]["suspend"] is True
     assert obj["metadata"]["generation"] == 2
-    assert resource.RESOURCE == "imagepruner.imageregistry.operator.openshift.io/cluster"
+    assert spec.RESOURCE == "imagepruner.imageregistry.operator.openshift.io/cluster"

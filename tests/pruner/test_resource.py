@@ -11,6 +11,7 @@ import yaml
 from registry.config import PrunerConfig
 from registry.errors import Invalid
 from registry.pruning import resource as r
+from registry.pruning import spec as s
 from tests.pruner.conftest import SEED_YAML
 
 
@@ -30,13 +31,13 @@ from tests.pruner.conftest import SEED_YAML
     ],
 )
 def test_go_durations_parse(text, ns):
-    assert r.parse_go_duration(text) == ns
+    assert s.parse_go_duration(text) == ns
 
 
 @pytest.mark.parametrize("text", ["", "60", "1d", "-5m", "h", "1.h2", "5 m", "abc", "1h-5m"])
 def test_bad_go_durations_are_refused(text):
     with pytest.raises(ValueError):
-        r.parse_go_duration(text)
+        s.parse_go_duration(text)
 
 
 @pytest.mark.parametrize(
@@ -54,12 +55,12 @@ def test_bad_go_durations_are_refused(text):
     ],
 )
 def test_go_durations_format_as_go_does(ns, text):
-    assert r.format_go_duration(ns) == text
-    assert r.parse_go_duration(text) == ns
+    assert s.format_go_duration(ns) == text
+    assert s.parse_go_duration(text) == ns
 
 
 def test_defaults_fill_an_empty_spec():
-    assert r.normalize_spec({}) == {
+    assert s.normalize_spec({}) == {
         "schedule": "0 0 * * *",
         "suspend": False,
         "keepTagRevisions": 3,
@@ -70,33 +71,33 @@ def test_defaults_fill_an_empty_spec():
         "pruneRegistry": True,
         "logLevel": "Normal",
     }
-    assert r.normalize_spec(None) == r.normalize_spec({"schedule": "", "suspend": None})
+    assert s.normalize_spec(None) == s.normalize_spec({"schedule": "", "suspend": None})
 
 
 def test_deprecated_keep_younger_than_counts_only_without_the_duration():
-    only_ns = r.normalize_spec({"keepYoungerThan": 2 * 3600 * 10**9})
+    only_ns = s.normalize_spec({"keepYoungerThan": 2 * 3600 * 10**9})
     assert "keepYoungerThanDuration" not in only_ns
-    assert r.keep_younger_than_seconds(only_ns) == 7200
-    both = r.normalize_spec({"keepYoungerThan": 2 * 3600 * 10**9, "keepYoungerThanDuration": "90s"})
+    assert s.keep_younger_than_seconds(only_ns) == 7200
+    both = s.normalize_spec({"keepYoungerThan": 2 * 3600 * 10**9, "keepYoungerThanDuration": "90s"})
     assert both["keepYoungerThan"] == 7200 * 10**9
-    assert r.keep_younger_than_seconds(both) == 90
+    assert s.keep_younger_than_seconds(both) == 90
 
 
 def test_initial_spec_comes_from_the_config():
     cfg = PrunerConfig(schedule="30 2 * * *", suspend=True, keep_tag_revisions=5, keep_younger_than=5400)
-    spec = r.initial_spec(cfg)
+    spec = s.initial_spec(cfg)
     assert spec["schedule"] == "30 2 * * *"
     assert spec["suspend"] is True
     assert spec["keepTagRevisions"] == 5
     assert spec["keepYoungerThanDuration"] == "1h30m0s"
     assert spec["ignoreInvalidImageReferences"] is True  # OpenShift's bootstrap value
-    options = r.prune_options(spec, grace_period=120, confirm=True)
+    options = s.prune_options(spec, grace_period=120, confirm=True)
     assert (options.keep_tag_revisions, options.keep_younger_than, options.grace_period) == (5, 5400, 120)
     assert options.confirm and options.prune_registry and options.ignore_invalid_refs
 
 
 def test_the_openshift_example_is_accepted_and_placement_kept():
-    spec = r.spec_from_object(yaml.safe_load(SEED_YAML))
+    spec = s.spec_from_object(yaml.safe_load(SEED_YAML))
     assert spec["schedule"] == "0 0 * * *"
     assert spec["keepYoungerThanDuration"] == "1h0m0s"
     assert spec["resources"] == {} and spec["affinity"] == {} and spec["tolerations"] == []
@@ -135,7 +136,7 @@ def test_the_openshift_example_is_accepted_and_placement_kept():
 )
 def test_invalid_specs_name_the_field(spec, field):
     with pytest.raises(Invalid) as info:
-        r.normalize_spec(spec)
+        s.normalize_spec(spec)
     assert info.value.status == 422
     assert info.value.message.startswith(field + ":"), info.value.message
 
@@ -152,19 +153,19 @@ def test_invalid_specs_name_the_field(spec, field):
 )
 def test_invalid_objects_name_the_field(body, field):
     with pytest.raises(Invalid) as info:
-        r.spec_from_object(body)
+        s.spec_from_object(body)
     assert info.value.message.startswith(field + ":"), info.value.message
 
 
 def test_merge_patch_follows_rfc_7386():
     target = {"a": "b", "c": {"d": "e", "f": "g"}, "l": [1, 2]}
     patch = {"a": "z", "c": {"f": None, "h": 1}, "l": [3], "n": None}
-    assert r.merge_patch(target, patch) == {"a": "z", "c": {"d": "e", "h": 1}, "l": [3]}
+    assert s.merge_patch(target, patch) == {"a": "z", "c": {"d": "e", "h": 1}, "l": [3]}
     assert target["c"] == {"d": "e", "f": "g"}  # not modified
 
 
 def test_conditions_keep_transition_times_until_a_status_flips():
-    spec = r.normalize_spec({})
+    spec = s.normalize_spec({})
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
     first = r.conditions(spec, None, [], t0)
     assert [(c["type"], c["status"], c["reason"]) for c in first] == [
@@ -190,7 +191,7 @@ def test_conditions_keep_transition_times_until_a_status_flips():
 
 
 def test_due_time_and_the_starting_deadline():
-    spec = r.normalize_spec({"schedule": "0 * * * *"})
+    spec = s.normalize_spec({"schedule": "0 * * * *"})
     created = datetime(2030, 1, 1, 12, 20, tzinfo=UTC)
     at = datetime(2030, 1, 1, 12, 59, tzinfo=UTC)
     assert r.due_time(spec, {}, created, at) == (None, False)
@@ -200,7 +201,7 @@ def test_due_time_and_the_starting_deadline():
     assert r.due_time(spec, status, created, at + timedelta(minutes=30)) == (None, False)
     due, late = r.due_time(spec, status, created, datetime(2030, 1, 1, 15, 30, tzinfo=UTC))
     assert due == datetime(2030, 1, 1, 15, 0, tzinfo=UTC) and not late  # the latest one only
-    daily = r.normalize_spec({})
+    daily = s.normalize_spec({})
     due, late = r.due_time(daily, {}, created, datetime(2030, 1, 2, 1, 0, 1, tzinfo=UTC))
     assert due == datetime(2030, 1, 2, tzinfo=UTC) and late
 
