@@ -341,7 +341,13 @@ def start_registry(
         registry = cls(proc=proc, port=port, data_dir=data_dir, log_path=log_path)
         deadline = time.monotonic() + 60
         ready = False
+        # Uvicorn logs this once it holds the port: until then a GET /v2/ may be answered by
+        # another process (a concurrent test run) that took the port after allocate_port().
+        bound = f"Uvicorn running on http://127.0.0.1:{port} "
         while time.monotonic() < deadline and proc.poll() is None:
+            if bound not in log_path.read_text(errors="replace"):
+                time.sleep(0.1)
+                continue
             try:
                 r = httpx.get(f"{registry.url}/v2/", timeout=2)
                 if r.status_code == 200 and not auth:
