@@ -48,7 +48,7 @@ def _start_seaweedfs() -> None:
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[Any]) -> None:
-    if any(_needs_seaweedfs(item) for item in items):
+    if not config.option.collectonly and any(_needs_seaweedfs(item) for item in items):
         _start_seaweedfs()
 
 
