@@ -48,8 +48,16 @@ def _start_seaweedfs() -> None:
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[Any]) -> None:
-    if any("seaweedfs" in getattr(item, "fixturenames", ()) for item in items):
+    if not config.option.collectonly and any(_needs_seaweedfs(item) for item in items):
         _start_seaweedfs()
+
+
+def _needs_seaweedfs(item: Any) -> bool:
+    """Uses the fixture, or is an end-to-end test on S3 storage (whose registry asks for it)."""
+    if "seaweedfs" in getattr(item, "fixturenames", ()):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return str(params.get("storage", "")).startswith("s3")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -15,6 +15,14 @@ Needs: podman skopeo buildah (apt), docker.io with --no-install-recommends (dock
 runc, tini) plus a docker CLI, util-linux (unshare, mount). Ports 5100-5199 on 127.0.0.1.
 Every registry writes its log to <tmp>/okura*/okura.log; a failing test shows its tail.
 
+Blob storage (`storage` parameter, see STORAGES): every registry fixture runs once per storage a
+test module allows: `filesystem` (blobs under the data dir), `s3-redirect` (S3 driver on the
+session's SeaweedFS, SQLite metadata, blob GET/HEAD answered 307 to a presigned SeaweedFS URL that
+the clients follow) and `s3-proxy` (the same, storage.s3.redirect=false: blobs streamed through
+the registry). Each registry gets its own root prefix in the shared bucket. A test or module
+narrows the list with @pytest.mark.storages(...); OKURA_TEST_E2E_STORAGES=filesystem,... narrows
+the whole run.
+
 With auth on (auth_registry / AuthRegistry, OKURA_AUTH_ENABLED=true), accounts are made with
 `okura auth ...` on the server's data dir; clients pick an identity per command with --authfile
 (Clients.auth_file_for), --creds, or `docker --config DIR`, and the HTTP shortcuts act as a
@@ -39,11 +47,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.s3_fixtures import S3_BUCKET
+from tests.storage.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS
 
 REQUIRE_CLIENTS = os.environ.get("OKURA_TEST_REQUIRE_CLIENTS") == "1"
 PORT_RANGE = range(5100, 5200)
@@ -194,6 +205,121 @@ def kill_process_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# where the registry keeps its blobs
+# --------------------------------------------------------------------------------------------
+
+STORAGES = ("filesystem", "s3-redirect", "s3-proxy")
+_ONLY_STORAGES = [s for s in os.environ.get("OKURA_TEST_E2E_STORAGES", "").replace(" ", "").split(",") if s]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test using `storage` (every registry fixture does) runs once per storage its
+    closest @pytest.mark.storages(...) allows (all of STORAGES without one)."""
+    if "storage" not in metafunc.fixturenames:
+        return
+    mark = metafunc.definition.get_closest_marker("storages")
+    kinds = list(mark.args) if mark else list(STORAGES)
+    unknown = set(kinds) - set(STORAGES)
+    if unknown:
+        raise ValueError(f"{metafunc.definition.nodeid}: unknown storages {sorted(unknown)}")
+    if _ONLY_STORAGES:
+        kinds = [k for k in kinds if k in _ONLY_STORAGES]
+    # module scope: one registry per module and storage, tests grouped by storage
+    metafunc.parametrize("storage", kinds, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def storage(request) -> str:
+    """The blob storage of this module's registry: one of STORAGES (see pytest_generate_tests)."""
+    return getattr(request, "param", "filesystem")
+
+
+@dataclass
+class BlobStore:
+    """Where one registry under test keeps its blobs: its data dir, or a root prefix of its own
+    in the session's SeaweedFS bucket (so that registries never see each other's blobs)."""
+
+    kind: str  # one of STORAGES
+    s3: SeaweedFS | None = None
+    bucket: str = S3_BUCKET
+    prefix: str = ""
+    _client: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.kind.startswith("s3")
+
+    @property
+    def redirect(self) -> bool:
+        """Blob GET/HEAD answer 307 to S3."""
+        return self.kind == "s3-redirect"
+
+    def env(self) -> dict[str, str]:
+        """OKURA_STORAGE_* variables of this storage (none for the filesystem default)."""
+        if not self.is_s3:
+            return {}
+        assert self.s3 is not None
+        return {
+            "OKURA_STORAGE_DRIVER": "s3",
+            "OKURA_STORAGE_S3_BUCKET": self.bucket,
+            "OKURA_STORAGE_S3_ENDPOINT_URL": self.s3.endpoint_url,
+            "OKURA_STORAGE_S3_ACCESS_KEY": ACCESS_KEY,
+            "OKURA_STORAGE_S3_SECRET_KEY": SECRET_KEY,
+            "OKURA_STORAGE_S3_ROOT_PREFIX": self.prefix,
+            "OKURA_STORAGE_S3_REDIRECT": "true" if self.redirect else "false",
+        }
+
+    def client(self):
+        """A boto3 client of the SeaweedFS server (to look at what the registry stored)."""
+        assert self.s3 is not None
+        if self._client is None:
+            self._client = self.s3.client()
+        return self._client
+
+    def _keys(self, prefix: str) -> Iterator[dict]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        for page in pages:
+            yield from page.get("Contents", [])
+
+    def blob_digests(self, data_dir: Path) -> set[str]:
+        """Digests of the blobs stored (whatever the metadata says)."""
+        if self.is_s3:
+            root = f"{self.prefix}blobs/"
+            keys = [obj["Key"][len(root) :].split("/") for obj in self._keys(root)]
+            return {f"{parts[0]}:{parts[-1]}" for parts in keys if len(parts) == 3}
+        root_dir = data_dir / "blobs"
+        found = set()
+        for path in root_dir.rglob("*") if root_dir.exists() else ():
+            if path.is_file() and re.fullmatch(r"[0-9a-f]{64}", path.name):
+                found.add(f"sha256:{path.name}")
+        return found
+
+    def upload_bytes(self) -> int:
+        """Bytes of uploads in progress that reached S3 (multipart parts and tail objects)."""
+        client = self.client()
+        root = f"{self.prefix}uploads/"
+        total = sum(obj["Size"] for obj in self._keys(root))
+        for mpu in client.list_multipart_uploads(Bucket=self.bucket, Prefix=root).get("Uploads", []):
+            parts = client.list_parts(Bucket=self.bucket, Key=mpu["Key"], UploadId=mpu["UploadId"])
+            total += sum(p["Size"] for p in parts.get("Parts", []))
+        return total
+
+
+def make_blob_store(request: pytest.FixtureRequest, kind: str) -> BlobStore:
+    if not kind.startswith("s3"):
+        return BlobStore(kind)
+    server = request.getfixturevalue("seaweedfs")
+    module = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removesuffix(".py")).strip("-")
+    return BlobStore(kind, s3=server, prefix=f"e2e-{module}-{kind}-{uuid.uuid4().hex[:8]}/")
+
+
+@pytest.fixture(scope="module")
+def blob_store(request, storage) -> BlobStore:
+    """A fresh place for this module's registry to keep its blobs, of the kind `storage` says."""
+    return make_blob_store(request, storage)
+
+
+# --------------------------------------------------------------------------------------------
 # the registry process
 # --------------------------------------------------------------------------------------------
 
@@ -211,6 +337,7 @@ class Registry:
     port: int
     data_dir: Path
     log_path: Path
+    store: BlobStore = field(default_factory=lambda: BlobStore("filesystem"))
 
     @property
     def host(self) -> str:
@@ -225,7 +352,27 @@ class Registry:
         return self.proc.pid
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+        """A client that follows redirects (blob GET/HEAD answer 307 to S3 with s3-redirect)."""
+        return httpx.Client(base_url=self.url, timeout=60, follow_redirects=True)
+
+    def stored_blobs(self) -> set[str]:
+        """Digests of the blobs in this registry's storage (its data dir or its S3 prefix)."""
+        return self.store.blob_digests(self.data_dir)
+
+    def check_blob_reads(self, entries: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The blob GETs among access-log `entries` were answered the way this registry's storage
+        serves blobs: 307 to S3 with no body (s3-redirect), else 200/206 with the bytes
+        (s3-proxy, filesystem). Returns those GETs (at least one is expected)."""
+        gets = [e for e in entries if e["method"] == "GET" and re.search(r"/blobs/sha256:[0-9a-f]{64}$", e["path"])]
+        assert gets, "no blob GET in the access log"
+        summary = "\n".join(f"{e['method']} {e['path']} {e['status']} out={e.get('bytes_out')}" for e in gets)
+        if self.store.redirect:
+            assert all(e["status"] == "307" for e in gets), f"expected 307 to S3 for every blob GET:\n{summary}"
+        else:
+            served = all(e["status"] in ("200", "206") for e in gets)
+            assert served, f"expected blob bytes from the registry:\n{summary}"
+            assert sum(int(e.get("bytes_out", "0")) for e in gets) > 0, summary
+        return gets
 
     # logs ---------------------------------------------------------------------------------
     def log_lines(self) -> list[str]:
@@ -311,14 +458,21 @@ class Registry:
 
 
 def start_registry(
-    workdir: Path, *extra_args: str, env: dict[str, str] | None = None, auth: bool = False
+    workdir: Path,
+    *extra_args: str,
+    env: dict[str, str] | None = None,
+    auth: bool = False,
+    store: BlobStore | None = None,
 ) -> Iterator[Registry]:
     """Start okura (extra command-line flags, extra OKURA_* variables) and wait for GET /v2/.
 
+    store: where blobs go (its OKURA_STORAGE_* variables); default: the data dir.
     auth=True: OKURA_AUTH_ENABLED=true, GET /v2/ must answer 401 with a Bearer challenge, and
     the Registry is an AuthRegistry with a cluster-admin account (see there)."""
+    store = store or BlobStore("filesystem")
+    env = {**store.env(), **(env or {})}
     if auth:
-        env = {**(env or {}), "OKURA_AUTH_ENABLED": "true"}
+        env["OKURA_AUTH_ENABLED"] = "true"
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True)
     log_path = workdir / "okura.log"
@@ -333,15 +487,21 @@ def start_registry(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**{k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}, **(env or {})},
+                env={**{k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}, **env},
             )
         )
         log.close()
         cls = AuthRegistry if auth else Registry
-        registry = cls(proc=proc, port=port, data_dir=data_dir, log_path=log_path)
+        registry = cls(proc=proc, port=port, data_dir=data_dir, log_path=log_path, store=store)
         deadline = time.monotonic() + 60
         ready = False
+        # Uvicorn logs this once it holds the port: until then a GET /v2/ may be answered by
+        # another process (a concurrent test run) that took the port after allocate_port().
+        bound = f"Uvicorn running on http://127.0.0.1:{port} "
         while time.monotonic() < deadline and proc.poll() is None:
+            if bound not in log_path.read_text(errors="replace"):
+                time.sleep(0.1)
+                continue
             try:
                 r = httpx.get(f"{registry.url}/v2/", timeout=2)
                 if r.status_code == 200 and not auth:
@@ -375,9 +535,9 @@ def start_registry(
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> Iterator[Registry]:
-    """One registry process per test module, on a fresh data dir."""
-    yield from start_registry(tmp_path_factory.mktemp("okura"))
+def registry(tmp_path_factory, blob_store) -> Iterator[Registry]:
+    """One registry process per test module and storage, on a fresh data dir."""
+    yield from start_registry(tmp_path_factory.mktemp("okura"), store=blob_store)
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,12 +624,13 @@ class AuthRegistry(Registry):
         self.okura_auth("add-role", role, subject, *(["-n", namespace] if namespace else []))
 
     def http(self, account: Account | None = None, anonymous: bool = False) -> httpx.Client:
-        """A client sending Basic USER:TOKEN (the admin's unless told), or nothing."""
+        """A client sending Basic USER:TOKEN (the admin's unless told), or nothing; it follows
+        redirects (and sends no credentials to S3: httpx authenticates the first request only)."""
         if anonymous:
-            return httpx.Client(base_url=self.url, timeout=60)
+            return httpx.Client(base_url=self.url, timeout=60, follow_redirects=True)
         who = account or self.admin
         assert who is not None
-        return httpx.Client(base_url=self.url, timeout=60, auth=who.basic)
+        return httpx.Client(base_url=self.url, timeout=60, auth=who.basic, follow_redirects=True)
 
     def bearer_dance(self, method: str, path: str, account: Account | None, **kw) -> httpx.Response:
         """The Docker token protocol as clients do it: the request without credentials, its 401
@@ -501,10 +662,10 @@ def parse_challenge(header: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def auth_registry(tmp_path_factory) -> Iterator[AuthRegistry]:
-    """One auth-enabled registry per test module. A module that uses it overrides `registry`
-    with it, so that `clients`, `puller` and the after-test error check use it too."""
-    for registry in start_registry(tmp_path_factory.mktemp("okura-auth"), auth=True):
+def auth_registry(tmp_path_factory, blob_store) -> Iterator[AuthRegistry]:
+    """One auth-enabled registry per test module and storage. A module that uses it overrides
+    `registry` with it, so that `clients`, `puller` and the after-test error check use it too."""
+    for registry in start_registry(tmp_path_factory.mktemp("okura-auth"), auth=True, store=blob_store):
         assert isinstance(registry, AuthRegistry)
         yield registry
 

@@ -170,17 +170,20 @@ def test_interrupted_push_then_retry(registry, clients, tmp_path):
     argv = ["copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{layout}:big", f"docker://{ref}"]
     full = clients.command("skopeo", "--registries-conf", str(clients.registries_conf), *argv)
     mark = registry.mark()
-    proc = subprocess.Popen(full, env=clients.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     existing = set(registry.data_dir.rglob("*"))
+    proc = subprocess.Popen(full, env=clients.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     received = 0
     try:
-        # wait until the server has written 10 MiB of the layer somewhere under its data dir (the
-        # upload in progress), then kill the client mid-PATCH
+        # wait until the server has stored 10 MiB of the layer (the upload in progress: a file
+        # under its data dir, or multipart parts in S3), then kill the client mid-PATCH
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None and received < 10 << 20:
-            with contextlib.suppress(OSError):
-                new_files = [f for f in registry.data_dir.rglob("*") if f not in existing and f.is_file()]
-                received = max((f.stat().st_size for f in new_files), default=0)
+            if registry.store.is_s3:
+                received = registry.store.upload_bytes()  # whole parts (16 MiB by default)
+            else:
+                with contextlib.suppress(OSError):
+                    new_files = [f for f in registry.data_dir.rglob("*") if f not in existing and f.is_file()]
+                    received = max((f.stat().st_size for f in new_files), default=0)
             time.sleep(0.005)
     finally:
         kill_process_group(proc, grace=0)

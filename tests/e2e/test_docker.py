@@ -188,8 +188,11 @@ def test_docker_build_push_rmi_pull(registry, dockerd, docker_image):
 
     dockerd.run("rmi", ref)
     assert dockerd.run("images", "-q").stdout.strip() == ""
+    mark = registry.mark()
     out = dockerd.run("pull", ref).stdout
     assert f"Digest: {digest}" in out
+    fetched = {e["path"].rsplit("/", 1)[1] for e in registry.check_blob_reads(registry.access(mark))}
+    assert {layer["digest"] for layer in manifest["layers"]} <= fetched  # dockerd followed any 307 to S3
     repo_digests = dockerd.run("image", "inspect", "--format", "{{json .RepoDigests}}", ref).stdout
     assert f"dk/app@{digest}" in repo_digests
 

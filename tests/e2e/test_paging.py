@@ -17,9 +17,9 @@ REPOS = [f"paged/r{i}" for i in range(5)]
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
+def registry(tmp_path_factory, blob_store):
     env = {"OKURA_PAGINATION_TAGS_MAX_ENTRIES": "3", "OKURA_PAGINATION_CATALOG_MAX_ENTRIES": "2"}
-    yield from start_registry(tmp_path_factory.mktemp("okura-paging"), env=env)
+    yield from start_registry(tmp_path_factory.mktemp("okura-paging"), env=env, store=blob_store)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.conftest import (
     OCI_MANIFEST,
+    BlobStore,
     BuiltImage,
     ClientError,
     build_image,
@@ -74,9 +75,19 @@ def test_push_pull_roundtrip(registry, clients, puller, images, fmt, tool, push_
     raw = clients.skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}").stdout
     assert sha256_bytes(raw.encode()) == digest
 
-    # pull back into empty storage (remove any earlier copy first)
+    # the blobs are where the registry's storage keeps them (S3: nothing under the data dir)
+    blobs = {manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])}
+    assert blobs <= registry.stored_blobs()
+    if registry.store.is_s3:
+        assert not BlobStore("filesystem").blob_digests(registry.data_dir)
+
+    # pull back into empty storage (remove any earlier copy first); with s3-redirect podman
+    # follows 307s to SeaweedFS for every blob
     puller.podman("rmi", "--ignore", "--force", ref)
+    mark = registry.mark()
     image_id = puller.pull(ref)
+    fetched = {e["path"].rsplit("/", 1)[1] for e in registry.check_blob_reads(registry.access(mark))}
+    assert blobs <= fetched
     pulled = puller.image_inspect(image_id)
     assert pulled["Digest"] == digest
     assert any(d.endswith("@" + digest) for d in pulled["RepoDigests"]), pulled["RepoDigests"]

@@ -17,8 +17,8 @@ WORKERS = 2
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    yield from start_registry(tmp_path_factory.mktemp("okura-workers"), "--workers", str(WORKERS))
+def registry(tmp_path_factory, blob_store):
+    yield from start_registry(tmp_path_factory.mktemp("okura-workers"), "--workers", str(WORKERS), store=blob_store)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -66,6 +67,10 @@ class SeaweedFS:
     data_dir: str
     ports: list[int] = field(default_factory=lambda: _free_ports(8))
     process: subprocess.Popen[bytes] | None = None
+    # stop() may come from another thread while start() runs (a session ending before the
+    # background boot finished): once stopped, start() never leaves a server behind
+    stopped: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def endpoint_url(self) -> str:
@@ -136,9 +141,17 @@ class SeaweedFS:
         env.pop("AWS_CA_BUNDLE", None)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps writing to it
         try:
-            self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
+            with self._lock:
+                if self.stopped:
+                    raise RuntimeError("SeaweedFS was stopped before it started")
+                self.process = subprocess.Popen(
+                    args,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                )
         finally:
             log.close()
         try:
@@ -185,6 +198,8 @@ class SeaweedFS:
                     time.sleep(0.2)
 
     def _check_alive(self) -> None:
+        if self.stopped:
+            raise RuntimeError("SeaweedFS was stopped while starting")
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"weed server exited with {self.process.returncode}\n{self.log_tail()}")
 
@@ -197,7 +212,9 @@ class SeaweedFS:
 
     def stop(self) -> None:
         """Kill the server: its data is thrown away, so no clean (~16 s) shutdown is needed."""
-        proc, self.process = self.process, None
+        with self._lock:
+            self.stopped = True
+            proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

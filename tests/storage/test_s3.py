@@ -10,6 +10,8 @@ import hashlib
 import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -458,6 +460,51 @@ async def test_check_names_the_problem(seaweedfs):
             await store(wrong_secret, b"x")
     finally:
         await wrong_secret.close()
+
+
+def _check_config(tmp_path, **env: str):
+    """`okura check-config` (a real process) with these OKURA_* variables only."""
+    okura = os.path.join(os.path.dirname(sys.executable), "okura")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}
+    return subprocess.run(
+        [okura, "check-config", "--data-dir", str(tmp_path / "data")],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_config_reports_missing_bucket_and_unreachable_endpoint(seaweedfs, tmp_path):
+    """`okura check-config` reaches the object store: a missing bucket and an endpoint nobody
+    listens on each fail it (exit 1) with one line naming the bucket or the endpoint."""
+    s3 = {
+        "OKURA_STORAGE_DRIVER": "s3",
+        "OKURA_STORAGE_S3_BUCKET": S3_BUCKET,
+        "OKURA_STORAGE_S3_ENDPOINT_URL": seaweedfs.endpoint_url,
+        "OKURA_STORAGE_S3_ACCESS_KEY": ACCESS_KEY,
+        "OKURA_STORAGE_S3_SECRET_KEY": SECRET_KEY,
+    }
+    ok = _check_config(tmp_path, **s3)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("config OK: storage=s3 ")
+
+    missing = _check_config(tmp_path, **{**s3, "OKURA_STORAGE_S3_BUCKET": "no-such-bucket"})
+    assert missing.returncode == 1, missing.stdout
+    lines = missing.stderr.splitlines()
+    assert len(lines) == 1, missing.stderr
+    assert lines[0].startswith("error: storage.s3: ")
+    assert "bucket 'no-such-bucket' does not exist" in lines[0] and seaweedfs.endpoint_url in lines[0]
+
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    down = _check_config(tmp_path, **{**s3, "OKURA_STORAGE_S3_ENDPOINT_URL": endpoint})
+    assert time.monotonic() - start < 20, "check-config took too long to give up on a closed port"
+    assert down.returncode == 1, down.stdout
+    lines = down.stderr.splitlines()
+    assert len(lines) == 1, down.stderr
+    assert lines[0].startswith("error: storage.s3: ")
+    assert "unreachable" in lines[0] and endpoint in lines[0]
 
 
 def _closed_port() -> int:
