@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from registry.app import build_registry
-from registry.config import config_from_dict
+from registry.config import load_config
 from registry.pruning.images import PruneOptions, PruneReport, prune_images
 from tests.e2e.conftest import ClientError, make_clients
 
@@ -98,9 +98,10 @@ def write_layout(root: Path, revisions: int) -> None:
 class PrunerLoop(threading.Thread):
     """prune_images --confirm in a loop, in its own event loop, on the server's data dir."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, storage_env: dict[str, str]):
         super().__init__(daemon=True)
         self.data_dir = data_dir
+        self.storage_env = storage_env  # the server's OKURA_STORAGE_* (S3 variants)
         self.stop = threading.Event()
         self.reports: list[PruneReport] = []
         self.error: BaseException | None = None
@@ -109,7 +110,7 @@ class PrunerLoop(threading.Thread):
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        reg = build_registry(config_from_dict({"data_dir": str(self.data_dir)}))
+        reg = build_registry(load_config(environ=self.storage_env, overrides={"data_dir": str(self.data_dir)}))
         await reg.storage.open()
         options = PruneOptions(keep_tag_revisions=1, keep_younger_than=0, grace_period=3, confirm=True)
         try:
@@ -128,7 +129,7 @@ def test_pushes_and_pulls_stay_whole_while_the_pruner_runs(registry, tmp_path_fa
     pushers = make_clients(tmp_path_factory, registry, "stress-push", needs=("skopeo",))
     layout = tmp_path_factory.mktemp("stress-layout")
     write_layout(layout, REVISIONS)
-    pruner = PrunerLoop(registry.data_dir)
+    pruner = PrunerLoop(registry.data_dir, registry.store.env())
     failures: list[str] = []
 
     def push_revisions(repo: str) -> None:
