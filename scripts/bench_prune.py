@@ -1,11 +1,11 @@
 """Benchmark: prune 10,000 manifests across 1,000 repositories while clients push and pull.
 
-Starts `okura serve` on a fresh data dir (SQLite, or PostgreSQL with --postgres URL),
-seeds it over HTTP (per repository: 10 revisions of one tag, each a unique config, a
-layer shared by the repository and a layer of its own), then measures client throughput
+Seeds a fresh data dir (SQLite, or PostgreSQL with --postgres URL) through the model: per
+repository, 10 revisions of one tag, each with the repository's config and shared layer
+and a layer of its own. Then starts `okura serve` on it and measures client throughput
 (manifest GETs, blob GETs and pushes of new images, 16 concurrent) for a few seconds while
-idle, then again while `prune_images` runs (keep 3 revisions, nothing young), and prints
-the run's duration and counts with both rates.
+idle, then while `okura prune images` runs (keep 3 revisions, nothing young), as a dry run
+and confirmed, and prints each run's wall time and summary with the rates.
 
     .venv/bin/python scripts/bench_prune.py [--repos 1000] [--revisions 10] [--postgres URL]
 """
@@ -22,18 +22,19 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 
 from registry.app import build_registry
-from registry.config import config_from_dict
-from registry.pruning.images import PruneOptions, prune_images
+from registry.config import Config, load_config
+from registry.model.manifests import put_manifest
+from registry.model.uploads import monolithic_upload
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
 def digest_of(data: bytes) -> str:
@@ -64,19 +65,38 @@ async def push_image(c: httpx.AsyncClient, repo: str, tag: str, base: list[dict]
     return r.headers["Docker-Content-Digest"]
 
 
-async def seed(url: str, repos: int, revisions: int) -> None:
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as c:
-        sem = asyncio.Semaphore(64)
+async def seed(config: Config, repos: int, revisions: int) -> None:
+    """Through the model (the code paths the HTTP handlers call), without HTTP: quicker."""
+    reg = build_registry(config)
+    await reg.db.migrate()
+    await reg.storage.open()
 
-        async def one(i: int) -> None:
-            async with sem:
-                repo = f"ns{i % 50}/repo{i}"
-                base = await push_base(c, repo)
-                for _ in range(revisions):
-                    await push_image(c, repo, "latest", base)
+    async def body(data: bytes) -> AsyncIterator[bytes]:
+        yield data
 
+    async def blob(repo: str, data: bytes, media_type: str = LAYER) -> dict:
+        digest = digest_of(data)
+        await monolithic_upload(reg, repo, digest, body(data), len(data))
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    sem = asyncio.Semaphore(16)
+
+    async def one(i: int) -> None:
+        async with sem:
+            repo = f"ns{i % 50}/repo{i}"
+            config = json.dumps({"architecture": "amd64", "os": "linux", "nonce": os.urandom(8).hex()}).encode()
+            cfg = await blob(repo, config, "application/vnd.oci.image.config.v1+json")
+            shared = await blob(repo, os.urandom(2048))
+            for _ in range(revisions):
+                layers = [shared, await blob(repo, os.urandom(512))]
+                manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": layers}
+                await put_manifest(reg, repo, "latest", json.dumps(manifest).encode(), OCI_MANIFEST)
+
+    try:
         await asyncio.gather(*(one(i) for i in range(repos)))
+    finally:
+        await reg.storage.close()
+        await reg.db.close()
 
 
 async def load(url: str, repos: int, done: Callable[[], bool]) -> dict[str, float]:
@@ -115,26 +135,6 @@ async def load(url: str, repos: int, done: Callable[[], bool]) -> dict[str, floa
     return {"seconds": elapsed, **{k: (v / elapsed if k != "errors" else v) for k, v in counts.items()}}
 
 
-def run_prune(data_dir: Path, db_url: str | None, out: dict) -> None:
-    async def main() -> None:
-        cfg = {"data_dir": str(data_dir)}
-        if db_url:
-            cfg["database"] = {"url": db_url}
-        reg = build_registry(config_from_dict(cfg))
-        await reg.storage.open()
-        try:
-            for confirm in (False, True):
-                started = time.monotonic()
-                options = PruneOptions(keep_tag_revisions=3, keep_younger_than=0, grace_period=60, confirm=confirm)
-                report = await prune_images(reg, options)
-                out["dry" if not confirm else "real"] = (time.monotonic() - started, report.counts())
-        finally:
-            await reg.storage.close()
-            await reg.db.close()
-
-    asyncio.run(main())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repos", type=int, default=1000)
@@ -144,17 +144,28 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=8)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="okura-bench-prune-"))
-    env = {**os.environ, "OKURA_LOG_ACCESS_LOG": "false"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}
+    env["OKURA_LOG_ACCESS_LOG"] = "false"
     if args.postgres:
         env["OKURA_DATABASE_URL"] = args.postgres
+    config = load_config(environ=env, overrides={"data_dir": str(data_dir)})
+    started = time.monotonic()
+    asyncio.run(seed(config, args.repos, args.revisions))
+    print(
+        f"seeded {args.repos * args.revisions} manifests in {args.repos} repositories "
+        f"in {time.monotonic() - started:.1f}s"
+    )
+    okura = [sys.executable, "-m", "registry"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "registry", "serve", "--data-dir", str(data_dir), "--addr", f"127.0.0.1:{args.port}"],
+        [*okura, "serve", "--data-dir", str(data_dir), "--addr", f"127.0.0.1:{args.port}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{args.port}"
+    prune = [*okura, "prune", "images", "--data-dir", str(data_dir), "--keep-tag-revisions", "3"]
+    prune += ["--keep-younger-than", "0s"]
     try:
         for _ in range(100):
             try:
@@ -162,24 +173,19 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        started = time.monotonic()
-        asyncio.run(seed(url, args.repos, args.revisions))
-        print(
-            f"seeded {args.repos * args.revisions} manifests in {args.repos} repositories "
-            f"in {time.monotonic() - started:.1f}s"
-        )
         until = time.monotonic() + args.load_seconds
         idle = asyncio.run(load(url, args.repos, lambda: time.monotonic() > until))
         print("idle:   " + ", ".join(f"{k}={v:.1f}" for k, v in idle.items()))
-        result: dict = {}
-        pruner = threading.Thread(target=run_prune, args=(data_dir, args.postgres or None, result))
-        pruner.start()
-        during = asyncio.run(load(url, args.repos, lambda: not pruner.is_alive()))
-        pruner.join()
-        print("during: " + ", ".join(f"{k}={v:.1f}" for k, v in during.items()))
-        for kind in ("dry", "real"):
-            secs, counts = result[kind]
-            print(f"prune {kind}: {secs:.2f}s {counts}")
+        for confirm in ([], ["--confirm"]):
+            started = time.monotonic()
+            with tempfile.TemporaryFile("w+") as output:  # a pipe could fill up and stall the run
+                run = subprocess.Popen([*prune, *confirm], env=env, stdout=output, text=True)
+                during = asyncio.run(load(url, args.repos, lambda run=run: run.poll() is not None))
+                output.seek(0)
+                out = output.read().strip().splitlines()
+            kind = "real" if confirm else "dry run"
+            print(f"prune ({kind}): {time.monotonic() - started:.2f}s wall incl. start-up; {out[-1]}")
+            print("during: " + ", ".join(f"{k}={v:.1f}" for k, v in during.items()))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
