@@ -622,17 +622,21 @@ class S3Storage:
             body = resp["Body"]
             fut: concurrent.futures.Future[Any] | None = None
             try:
-                while True:
-                    want = READ_CHUNK if end is None else min(READ_CHUNK, end - pos + 1)
-                    if want <= 0:
-                        return
-                    fut = self._submit(body.read, want)
+                # One read ahead: the next chunk comes off the S3 socket while this one
+                # goes out to the client.
+                want = READ_CHUNK if end is None else min(READ_CHUNK, end - pos + 1)
+                fut = self._submit(body.read, want) if want > 0 else None
+                while fut is not None:
                     chunk = await asyncio.wrap_future(fut)
                     fut = None
                     if not chunk:
                         return
                     pos += len(chunk)
+                    want = READ_CHUNK if end is None else min(READ_CHUNK, end - pos + 1)
+                    if want > 0:
+                        fut = self._submit(body.read, want)
                     yield chunk
+                return
             except StorageUnavailable:
                 failures += 1
                 if failures > _STREAM_RETRIES:
