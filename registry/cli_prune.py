@@ -30,8 +30,16 @@ def _run(args: argparse.Namespace, action: Callable[..., Awaitable[int]], prog: 
         try:
             await reg.storage.open()
             await reg.db.migrate()
+            if not reg.db.is_sqlite:
+                # What a prune deletes must leave the caches of replicas on other hosts too.
+                from registry.metadata.changes import ChangeFeed
+
+                reg.cache.feed = ChangeFeed(config.database_url, reg.cache.generation)
+                await reg.cache.feed.start()
             return await action(reg, args)
         finally:
+            if reg.cache.feed is not None:
+                await reg.cache.feed.stop()
             reg.cache.generation.close()
             await reg.db.close()
             await reg.storage.close()

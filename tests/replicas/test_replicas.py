@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import ALL_MANIFEST_TYPES, build_image, random_layers
 from tests.replicas.conftest import BUCKET, OCILayout, host, skopeo_argv, start_client
-from tests.robustness.support import MiB, sha256
+from tests.robustness.support import OKURA, MiB, sha256
 
 pytestmark = pytest.mark.e2e
 
@@ -198,6 +199,41 @@ def test_tag_move_through_a_is_seen_by_b(replicas, client_factory, tmp_path):
     assert manifest_digest(a, repo, "latest") == second.manifest_digest
     r = httpx.get(f"{b.url}/v2/{repo}/tags/list", timeout=10)
     assert r.json()["tags"] == ["latest"]
+
+
+# --------------------------------------------------------------------------------------------
+# 4b. a prune from the command line (a third process) is seen by both replicas at once
+# --------------------------------------------------------------------------------------------
+
+
+def test_cli_prune_is_seen_by_both_replicas(replicas, client_factory, tmp_path):
+    a, b = replicas
+    layout = OCILayout(tmp_path / "layout")
+    old = layout.add("old", [{"/old.txt": os.urandom(3000)}])
+    new = layout.add("new", [{"/new.txt": os.urandom(3000)}])
+    clients = client_factory("pruned")
+    repo = "replicas/pruned"
+    for image in (old, new):
+        clients.skopeo("copy", "--dest-tls-verify=false", layout.source(image), f"docker://{host(a)}/{repo}:v")
+    for server in (a, b):  # both serve (and cache) the old image by digest
+        for _ in range(2):
+            assert manifest_digest(server, repo, old.manifest_digest) == old.manifest_digest
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}
+    env.update(a.env)
+    argv = [OKURA, "prune", "images", "--data-dir", str(tmp_path / "cli"), "--keep-tag-revisions", "1"]
+    result = subprocess.run(
+        [*argv, "--keep-younger-than", "0s", "--confirm"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"manifest {repo}@{old.manifest_digest}" in result.stdout
+    pruned = time.monotonic()
+    for server in (a, b):
+        while manifest_digest(server, repo, old.manifest_digest) is not None:
+            assert time.monotonic() - pruned < 1.0, f"{server.url} still serves the pruned manifest after 1 s"
+            time.sleep(0.02)
+    manifest = pull_to_dir(clients, f"{host(b)}/{repo}:v", tmp_path / "pulled")
+    assert_dir_has_layers(tmp_path / "pulled", [layer["digest"] for layer in manifest["layers"]])
 
 
 # --------------------------------------------------------------------------------------------
