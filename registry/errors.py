@@ -154,12 +154,5 @@ class ResourceInvalid(ResourceError):
     code, status, default_message = "INVALID", 422, "invalid"
 
 
-class Invalid(RegistryError):
-    """A well-formed request whose content fails validation (Kubernetes' 422 Invalid), e.g. a
-    resource spec with a bad field; the message names the field."""
-
-    code, status, default_message = "UNSUPPORTED", 422, "invalid object"
-
-
 class UnsupportedMediaType(RegistryError):
     code, status, default_message = "UNSUPPORTED", 415, "unsupported media type"

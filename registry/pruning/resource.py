@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from registry import metrics
-from registry.errors import Invalid
 from registry.metadata.db import as_utc, utcnow
 from registry.metadata.schema import image_pruners, prune_runs
 from registry.pruning.images import human_bytes
@@ -27,6 +26,7 @@ from registry.pruning.spec import (
     API_VERSION,
     KIND,
     NAME,
+    Invalid,
     initial_spec,
     merge_patch,
     next_fire,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import Invalid
+from registry.errors import ResourceInvalid
 from registry.metadata.db import as_utc
 from registry.pruning.images import PruneOptions
 
@@ -25,6 +25,16 @@ RESOURCE = f"imagepruner.{GROUP}/{NAME}"
 DEFAULT_SCHEDULE = "0 0 * * *"
 DEFAULT_KEEP_YOUNGER_THAN = 60 * 60 * 10**9  # ns
 LOG_LEVELS = ("Normal", "Debug", "Trace", "TraceAll")
+
+
+class Invalid(ResourceInvalid):
+    """The ImagePruner object fails validation; the message starts with the field, which is
+    also the Status cause (as the Kubernetes API server reports it)."""
+
+    def __init__(self, message: str, detail: dict[str, Any] | None = None):
+        field = (detail or {}).get("field")
+        causes = [{"reason": "FieldValueInvalid", "message": message, "field": field}] if field else None
+        super().__init__(message, kind="imagepruners", group=GROUP, name=NAME, causes=causes)
 
 
 # -- Go durations (metav1.Duration) -------------------------------------------------------------

@@ -196,6 +196,11 @@ async def test_invalid_input_is_a_422_naming_the_field(pruner_client, method, bo
     r = await c.request(method, PATH, content=json.dumps(body), headers=MERGE if method == "PATCH" else {})
     assert r.status_code == 422, r.text
     assert field in r.text
+    status = r.json()
+    assert (status["kind"], status["reason"]) == ("Status", "Invalid")
+    assert status["details"]["kind"] == "imagepruners" and status["details"]["name"] == "cluster"
+    if field != "ImagePruner":  # a body that is no object at all has no field to blame
+        assert status["details"]["causes"][0]["field"] == field
     assert (await get(c))["metadata"]["generation"] == 1
 
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from registry.config import PrunerConfig
-from registry.errors import Invalid
 from registry.pruning import resource as r
 from registry.pruning import spec as s
+from registry.pruning.spec import Invalid
 from tests.pruner.conftest import SEED_YAML
 
 
