@@ -52,17 +52,19 @@ def chunks(items: list[T], size: int = BATCH) -> Iterator[list[T]]:
 # -- tag history -----------------------------------------------------------------------------
 
 
-async def delete_events(reg: Registry, events: list[TagEvent]) -> int:
-    """History items are deleted by id: items a push adds meanwhile are never among them."""
-    deleted = 0
+async def delete_events(reg: Registry, events: list[TagEvent]) -> list[TagEvent]:
+    """History items are deleted by id: items a push adds meanwhile are never among them.
+    Returns the items deleted (one a tag deletion took meanwhile is not)."""
+    deleted: list[TagEvent] = []
     for batch in chunks(events):
-        ids = [e.id for e in batch]
+        by_id = {e.id: e for e in batch}
 
-        def run(conn: Connection, ids: list[int] = ids) -> int:
+        def run(conn: Connection, ids: list[int]) -> list[int]:
             reg.db.gc_exclusive(conn)
-            return conn.execute(delete(tag_events).where(tag_events.c.id.in_(ids))).rowcount
+            stmt = delete(tag_events).where(tag_events.c.id.in_(ids)).returning(tag_events.c.id)
+            return list(conn.execute(stmt).scalars())
 
-        deleted += await reg.db.write(run)
+        deleted += [by_id[i] for i in await reg.db.write(run, list(by_id))]
     return deleted
 
 
@@ -269,10 +271,11 @@ async def find_orphans(reg: Registry, grace_cutoff: datetime) -> list[tuple[str,
     return orphans
 
 
-async def delete_orphans(reg: Registry, orphans: list[tuple[str, int]]) -> tuple[int, int]:
+async def delete_orphans(reg: Registry, orphans: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], int]:
     """Claim each orphan with a row (an upload reserving it meanwhile wins), delete the
-    file, drop the row. Returns (files deleted, bytes freed)."""
-    count = freed = 0
+    file, drop the row. Returns the orphans deleted and the bytes freed."""
+    deleted: list[tuple[str, int]] = []
+    freed = 0
     sizes = dict(orphans)
     for batch in chunks(orphans):
         now = utcnow()
@@ -300,6 +303,6 @@ async def delete_orphans(reg: Registry, orphans: list[tuple[str, int]]) -> tuple
         await reg.db.write(drop)
         for digest in claimed:
             if present.get(digest):
-                count += 1
+                deleted.append((digest, sizes[digest]))
                 freed += sizes[digest]
-    return count, freed
+    return deleted, freed

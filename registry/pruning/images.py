@@ -4,7 +4,7 @@ links and blobs nothing references, while the registry keeps serving pushes."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -151,10 +151,6 @@ def human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _event_line(e: TagEvent, name: Callable[[int], str | None]) -> str:
-    return f"tag revision {name(e.repo_id)}:{e.tag} {e.digest} ({e.created:%Y-%m-%dT%H:%M:%SZ})"
-
-
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -191,6 +187,29 @@ async def prune_images(reg: Registry, options: PruneOptions) -> PruneReport:
     return report
 
 
+def _record(
+    report: PruneReport,
+    name: Callable[[int], str | None],
+    events: Sequence[TagEvent] = (),
+    manifests: Sequence[Manifest] = (),
+    links: Sequence[Link] = (),
+    blobs: Sequence[Blob] = (),
+    orphans: Sequence[tuple[str, int]] = (),
+) -> None:
+    """Count what went (or would go) and name each object in the report's details."""
+    report.tag_revisions += len(events)
+    report.manifests += len(manifests)
+    report.repository_blobs += len(links)
+    report.blobs += len(blobs)
+    report.orphans += len(orphans)
+    for e in events:
+        report.details.append(f"tag revision {name(e.repo_id)}:{e.tag} {e.digest} ({e.created:%Y-%m-%dT%H:%M:%SZ})")
+    report.details += [f"manifest {name(m.repo_id)}@{m.digest}" for m in manifests]
+    report.details += [f"blob link {name(link.repo_id)} {link.digest}" for link in links]
+    report.details += [f"blob {b.digest} ({human_bytes(b.size)})" for b in blobs]
+    report.details += [f"orphaned blob {digest} ({human_bytes(size)})" for digest, size in orphans]
+
+
 async def _report_plan(
     reg: Registry,
     plan: Plan,
@@ -200,20 +219,9 @@ async def _report_plan(
     report: PruneReport,
 ) -> None:
     """A dry run: what the plan would delete, nothing changed."""
-    report.details += [_event_line(e, name) for e in plan.events]
-    report.details += [f"manifest {name(m.repo_id)}@{m.digest}" for m, _ in plan.manifests]
-    report.details += [f"blob link {name(link.repo_id)} {link.digest}" for link in plan.links]
-    report.details += [f"blob {b.digest} ({human_bytes(b.size)})" for b in plan.blobs]
-    report.tag_revisions = len(plan.events)
-    report.manifests = len(plan.manifests)
-    report.repository_blobs = len(plan.links)
-    report.blobs = len(plan.blobs)
-    report.bytes_freed = plan.bytes
-    if options.prune_registry:
-        orphans = await gc.find_orphans(reg, grace_cutoff)
-        report.details += [f"orphaned blob {digest} ({human_bytes(size)})" for digest, size in orphans]
-        report.orphans = len(orphans)
-        report.bytes_freed += sum(size for _, size in orphans)
+    orphans = await gc.find_orphans(reg, grace_cutoff) if options.prune_registry else []
+    _record(report, name, plan.events, [m for m, _ in plan.manifests], plan.links, plan.blobs, orphans)
+    report.bytes_freed = plan.bytes + sum(size for _, size in orphans)
 
 
 async def _apply_plan(
@@ -226,21 +234,15 @@ async def _apply_plan(
 ) -> None:
     """Delete in the order the issue gives: history, manifests, links, blobs, orphans.
     Each step re-checks against the live database (gc.py); the report counts what went."""
-    report.tag_revisions = await gc.delete_events(reg, plan.events)
-    report.details += [_event_line(e, name) for e in plan.events]
-    changed: set[int] = set()
+    _record(report, name, events=await gc.delete_events(reg, plan.events))
     gone = await gc.delete_manifests(reg, plan.manifests)
-    report.manifests = len(gone)
-    for m in gone:
-        changed.add(m.repo_id)
-        report.details.append(f"manifest {name(m.repo_id)}@{m.digest}")
+    _record(report, name, manifests=gone)
+    changed = {m.repo_id for m in gone}
     try:
         if options.prune_registry:
             unlinked = await gc.delete_links(reg, plan.links, grace_cutoff)
-            report.repository_blobs = len(unlinked)
-            for link in unlinked:
-                changed.add(link.repo_id)
-                report.details.append(f"blob link {name(link.repo_id)} {link.digest}")
+            _record(report, name, links=unlinked)
+            changed |= {link.repo_id for link in unlinked}
     finally:
         # Cached manifests and links of these repositories retire here and on every replica.
         for repo_id in changed:
@@ -251,12 +253,7 @@ async def _apply_plan(
         return
     await gc.finish_stale_claims(reg)
     deleted, freed = await gc.delete_blobs(reg, plan.blobs, grace_cutoff)
-    report.blobs = len(deleted)
-    report.bytes_freed = freed
-    for b in deleted:
-        report.details.append(f"blob {b.digest} ({human_bytes(b.size)})")
-    orphans = await gc.find_orphans(reg, grace_cutoff)
-    count, orphan_bytes = await gc.delete_orphans(reg, orphans)
-    report.orphans = count
-    report.bytes_freed += orphan_bytes
-    report.details += [f"orphaned blob {digest} ({human_bytes(size)})" for digest, size in orphans]
+    _record(report, name, blobs=deleted)
+    orphans, orphan_bytes = await gc.delete_orphans(reg, await gc.find_orphans(reg, grace_cutoff))
+    _record(report, name, orphans=orphans)
+    report.bytes_freed = freed + orphan_bytes
