@@ -63,9 +63,18 @@ _BY_TAG = (
     )
     .where(repositories.c.name == bindparam("repo"), tags.c.name == bindparam("reference"))
 )
-_LINKED_BLOBS = select(repository_blobs.c.digest).where(
-    repository_blobs.c.repository_id == bindparam("repo_id"),
-    repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+# The blobs a manifest names that are linked in its repository, and whether the link or the
+# blob is still pending (see registry/pruning/gc.py): only then is there anything to clear.
+_LINKED_BLOBS = (
+    select(
+        repository_blobs.c.digest,
+        (repository_blobs.c.pending_since.is_not(None) | blobs.c.pending_since.is_not(None)).label("pending"),
+    )
+    .join(blobs, blobs.c.digest == repository_blobs.c.digest)
+    .where(
+        repository_blobs.c.repository_id == bindparam("repo_id"),
+        repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+    )
 )
 _PRESENT_MANIFESTS = select(manifests.c.digest).where(
     manifests.c.repository_id == bindparam("repo_id"), manifests.c.digest.in_(bindparam("digests", expanding=True))
@@ -138,12 +147,16 @@ def _store_manifest(
     db.gc_shared(conn)
     repo_id = ensure_repository(db, conn, repo)
     if parsed.blobs:
-        missing = _missing(conn, _LINKED_BLOBS, repo_id, parsed.blobs)
+        linked = {
+            r.digest: r.pending for r in conn.execute(_LINKED_BLOBS, {"repo_id": repo_id, "digests": parsed.blobs})
+        }
+        missing = [d for d in parsed.blobs if d not in linked]
         if missing:
             raise ManifestBlobUnknown(f"blob {missing[0]} is not in repository {repo}", detail={"digests": missing})
-        wanted = sorted(set(parsed.blobs))  # one lock order for every transaction
-        conn.execute(_LINKS_REFERENCED, {"repo_id": repo_id, "digests": wanted})
-        conn.execute(_BLOBS_REFERENCED, {"digests": wanted})
+        pending = sorted(d for d, is_pending in linked.items() if is_pending)  # one lock order for all
+        if pending:  # usually only the first manifest naming freshly uploaded blobs
+            conn.execute(_LINKS_REFERENCED, {"repo_id": repo_id, "digests": pending})
+            conn.execute(_BLOBS_REFERENCED, {"digests": pending})
     if parsed.children:
         missing = _missing(conn, _PRESENT_MANIFESTS, repo_id, parsed.children)
         if missing:
