@@ -58,8 +58,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import subprocess
 
-    import uvicorn
-
     from registry.logs import setup_logging
 
     config = load_config(args.config, overrides=_overrides(args))
@@ -89,28 +87,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         },
     )
     log.info(f"listening on {'' if host in ('0.0.0.0', '::') else host}:{port}")
-    common: dict[str, Any] = dict(
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_keep_alive=30,
-        lifespan="on",
-    )
     if config.http.workers > 1:
         metrics_dir = os.path.join(os.path.abspath(config.data_dir), "run", "metrics")
         shutil.rmtree(metrics_dir, ignore_errors=True)
         os.makedirs(metrics_dir, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         os.environ["OKURA_CONFIG_JSON"] = effective
-        uvicorn.run("registry.app:create_app_from_env", factory=True, workers=config.http.workers, **common)
-    else:
-        from registry.app import create_app
+    from registry.server.run import serve
 
-        uvicorn.run(create_app(config), **common)
+    serve(config)
     return 0
 
 

@@ -85,6 +85,13 @@ class HTTPConfig:
     workers: int = 1
     # Public base URL used in absolute links (token realm); empty: derived from the request.
     base_url: str = ""
+    # A request's line and headers: at most this many bytes and headers (431 beyond), and
+    # complete within header_timeout of the connection opening or of the request's first byte.
+    max_header_bytes: ByteSize = ByteSize(64 << 10)
+    max_headers: int = 100
+    header_timeout: Duration = Duration(10)
+    # Idle keep-alive connections are closed after this long.
+    keepalive_timeout: Duration = Duration(30)
 
 
 @dataclass
@@ -316,6 +323,14 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"http.addr: {cfg.http.addr!r} is not HOST:PORT") from None
     if cfg.http.workers < 1:
         raise ConfigError("http.workers: must be at least 1")
+    if cfg.http.max_header_bytes < 4096:
+        raise ConfigError("http.max_header_bytes: must be at least 4KiB")
+    if cfg.http.max_headers < 16:
+        raise ConfigError("http.max_headers: must be at least 16")
+    if not 0.1 <= cfg.http.header_timeout <= 3600:
+        raise ConfigError("http.header_timeout: must be between 100ms and 1h")
+    if not 1 <= cfg.http.keepalive_timeout <= 3600:
+        raise ConfigError("http.keepalive_timeout: must be between 1s and 1h")
     url = cfg.database_url
     if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgresql+asyncpg://"))):
         raise ConfigError(f"database.url: must start with sqlite:/// or postgresql://, not {url.split(':')[0]!r}")

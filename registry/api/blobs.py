@@ -7,9 +7,9 @@ import re
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from registry.api.file_body import FileBody
 from registry.api.responses import StreamedBody, empty
 from registry.api.routing import RouteSpec, delete, path_digest, pull, registry, repo_name
-from registry.api.zerocopy import FileBody
 from registry.errors import RangeNotSatisfiable
 from registry.model import blobs
 

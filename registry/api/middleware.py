@@ -9,7 +9,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import metrics
-from registry.api.zerocopy import RAW_SEND, SENT_BYTES
+from registry.api.file_body import ZEROCOPYSEND
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("okura.access")
@@ -26,7 +26,6 @@ class Observability:
             return
         start = time.perf_counter()
         state: dict[str, Any] = {"status": 500, "out": 0, "in": 0}
-        scope[RAW_SEND] = send  # the server's own send, for zero-copy file bodies
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -40,6 +39,8 @@ class Observability:
                 message["headers"] = [*message.get("headers", ()), API_VERSION]
             elif message["type"] == "http.response.body":
                 state["out"] += len(message.get("body", b""))
+            elif message["type"] == ZEROCOPYSEND:
+                state["out"] += message["count"]
             await send(message)
 
         metrics.in_flight.inc()
@@ -48,7 +49,6 @@ class Observability:
         finally:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
-            state["out"] += scope.get(SENT_BYTES, 0)
             method = scope["method"]
             endpoint = scope.get("endpoint")
             route = getattr(endpoint, "__name__", "unmatched")

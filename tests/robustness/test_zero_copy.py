@@ -55,6 +55,48 @@ def test_blob_bodies_and_ranges_are_exact(server):
     assert sent == expected_total, "the bodies did not go through sendfile"
 
 
+def _read_exactly(sock, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_bytes_never_reach_another_connection(server):
+    """A client that closes mid-download and a new client that connects at once: the new
+    connection gets its own answer, never the rest of the old body (the descriptor number
+    of the closed socket is handed to the next connection by the kernel)."""
+    import socket
+    import struct
+
+    data = os.urandom(32 * 1024 * 1024)
+    digest = sha256(data)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.post("/v2/zc/cross/blobs/uploads/", params={"digest": digest}, content=data).status_code == 201
+    strays = []
+    for attempt in range(60):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(f"GET /v2/zc/cross/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = _read_exactly(sock, 64 * 1024)
+        if not head.startswith(b"HTTP/1.1 200"):
+            strays.append((attempt, "blob GET", head[:8]))
+        if attempt % 2:  # half the time a reset rather than an orderly close
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        fresh = socket.create_connection(("127.0.0.1", server.port))
+        fresh.settimeout(10)
+        fresh.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = _read_exactly(fresh, 8)
+        if first != b"HTTP/1.1":
+            strays.append((attempt, "GET /v2/", first))
+        fresh.close()
+    assert strays == [], f"{len(strays)} connections got another response's bytes first: {strays[:3]}"
+    assert server.alive()
+
+
 def test_client_vanishing_mid_body_is_not_an_error(server):
     import socket
     import time
