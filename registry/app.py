@@ -106,6 +106,8 @@ def create_app(config: Config, access: AccessController | None = None, backgroun
         if background and config.uploads.purge_enabled:
             tasks.append(asyncio.create_task(upload_purge.run_forever(reg)))
         if background:
+            tasks.append(asyncio.create_task(upload_purge.reclaim_forever(reg)))
+        if background:
             tasks.append(asyncio.create_task(prune_schedule.run_forever(reg)))
         try:
             yield

@@ -42,8 +42,13 @@ class Generation:
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            if os.fstat(self._fd).st_size < size:
-                os.ftruncate(self._fd, size)
+            try:
+                # Every page allocated now: touching a hole of a sparse mapped file on a
+                # full disk raises SIGBUS, which kills the process.
+                os.posix_fallocate(self._fd, 0, size)
+            except OSError as e:
+                os.close(self._fd)
+                raise OSError(e.errno, f"cannot allocate the cache counter file {path}: {e.strerror}") from None
             self._mm = mmap.mmap(self._fd, size)
         else:
             self._mm = mmap.mmap(-1, size)

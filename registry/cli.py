@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import sys
 from typing import Any
 
@@ -87,12 +86,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         },
     )
     log.info(f"listening on {'' if host in ('0.0.0.0', '::') else host}:{port}")
-    if config.http.workers > 1:
-        metrics_dir = os.path.join(os.path.abspath(config.data_dir), "run", "metrics")
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        os.makedirs(metrics_dir, exist_ok=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        os.environ["OKURA_CONFIG_JSON"] = effective
     from registry.server.run import serve
 
     serve(config)

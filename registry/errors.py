@@ -109,6 +109,10 @@ class Unavailable(RegistryError):
     code, status, default_message = "UNAVAILABLE", 503, "service unavailable"
 
 
+class InsufficientStorage(RegistryError):
+    code, status, default_message = "UNAVAILABLE", 507, "insufficient storage"
+
+
 # -- errors about API resources under /apis/ (rendered as Kubernetes Status objects) -------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ class BlobNotFound(StorageError):
 
 class StorageUnavailable(StorageError):
     """The backend cannot be reached right now; the request may be retried."""
+
+
+class StorageFull(StorageError):
+    """The backend has no space left (a full disk or quota); writes fail until it has."""
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)

@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import mmap
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiofiles
 import aiofiles.os
 
 from storage.base import (
+    NO_SPACE_ERRNOS,
     READ_CHUNK,
     UPLOAD_ID_RE,
     BlobInfo,
     BlobNotFound,
     StorageError,
+    StorageFull,
     check_digest,
     check_upload_id,
 )
@@ -74,6 +77,7 @@ class FilesystemUploadWriter:
     def __init__(self, fd: int, direct_fd: int | None, offset: int):
         self._fd = fd
         self._direct_fd = direct_fd
+        self._start = offset
         self._offset = offset
         self._aligned: mmap.mmap | None = None  # page-aligned staging buffer for O_DIRECT
         # A cancelled request stops waiting for its write thread but cannot stop the thread:
@@ -84,7 +88,8 @@ class FilesystemUploadWriter:
         with self._busy:
             if self._fd < 0:
                 raise StorageError("upload writer is closed")
-            self._write_locked(data)
+            with _no_space_is_full():
+                self._write_locked(data)
 
     def _write_locked(self, data: bytes) -> None:
         view = memoryview(data)
@@ -129,8 +134,27 @@ class FilesystemUploadWriter:
         await asyncio.to_thread(self._close)
         return {}
 
+    def _discard(self) -> None:
+        with self._busy:
+            if self._fd >= 0:
+                # What this writer added is not part of the upload: give the space back now
+                # (a refused chunk on a nearly full disk must not keep it full).
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._start)
+            self._close_locked()
+
     async def abort(self) -> None:
-        await asyncio.to_thread(self._close)
+        await asyncio.to_thread(self._discard)
+
+
+@contextlib.contextmanager
+def _no_space_is_full() -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if e.errno in NO_SPACE_ERRNOS:
+            raise StorageFull(f"no space left for blob storage: {e.strerror}") from None
+        raise
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
@@ -201,6 +225,13 @@ class FilesystemStorage:
 
         def _open() -> FilesystemUploadWriter:
             fd = os.open(path, os.O_WRONLY | (os.O_CREAT if offset == 0 else 0), 0o644)
+            try:
+                # Held while the writer is open (and by the kernel only while its process
+                # lives): how upload_in_use() tells a live writer from a dead one.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
             size = os.fstat(fd).st_size
             if size < offset:
                 os.close(fd)
@@ -216,9 +247,43 @@ class FilesystemStorage:
             return FilesystemUploadWriter(fd, direct_fd, offset)
 
         try:
-            return await asyncio.to_thread(_open)
+            with _no_space_is_full():
+                return await asyncio.to_thread(_open)
         except FileNotFoundError as e:
             raise BlobNotFound(upload_id) from e
+
+    async def upload_in_use(self, upload_id: str) -> bool:
+        """Whether a writer of a live process on this host has the upload open."""
+
+        def _probe() -> bool:
+            try:
+                fd = os.open(self._upload_path(upload_id), os.O_RDONLY)
+            except FileNotFoundError:
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            finally:
+                os.close(fd)  # releases the probe's lock, if it got it
+            return False
+
+        return await asyncio.to_thread(_probe)
+
+    async def trim_upload(self, upload_id: str, size: int) -> int:
+        """Drop an upload's bytes past `size` (left by a writer that died); returns how many."""
+
+        def _trim() -> int:
+            path = self._upload_path(upload_id)
+            try:
+                extra = os.stat(path).st_size - size
+                if extra > 0:
+                    os.truncate(path, size)
+                return max(extra, 0)
+            except FileNotFoundError:
+                return 0
+
+        return await asyncio.to_thread(_trim)
 
     async def read_upload(self, upload_id: str, state: dict[str, Any]) -> AsyncIterator[bytes]:
         try:
@@ -248,7 +313,8 @@ class FilesystemStorage:
             _fsync_dir(parent)
 
         try:
-            await asyncio.to_thread(_commit)
+            with _no_space_is_full():
+                await asyncio.to_thread(_commit)
         except FileNotFoundError as e:
             raise BlobNotFound(upload_id) from e
 

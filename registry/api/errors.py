@@ -12,8 +12,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from registry.errors import RegistryError, ResourceError, RouteUnknown, Unavailable, Unsupported
-from storage.base import StorageUnavailable
+from registry.errors import (
+    InsufficientStorage,
+    RegistryError,
+    ResourceError,
+    RouteUnknown,
+    Unavailable,
+    Unsupported,
+)
+from storage.base import StorageError, StorageFull, StorageUnavailable
 
 log = logging.getLogger("okura.http")
 
@@ -33,6 +40,7 @@ STATUS_REASONS = {
     429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
+    507: "InsufficientStorage",
     504: "Timeout",
 }
 # /apis/<group>/<version>[/namespaces/<ns>]/<resource>[/<name>]
@@ -99,7 +107,9 @@ def render(request: Request, error: RegistryError) -> Response:
 async def handle_registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
     if exc.status >= 500:
-        log.warning("request failed: %s", exc.message)
+        # The cause (a database host, a storage path) is for the log only.
+        cause = f": {str(exc.__cause__).splitlines()[0][:300]}" if exc.__cause__ and str(exc.__cause__) else ""
+        log.warning("%s %s failed: %s%s", request.method, request.url.path, exc.message, cause)
     return render(request, exc)
 
 
@@ -129,20 +139,29 @@ async def handle_client_disconnect(request: Request, exc: Exception) -> Response
     return Response(status_code=499)
 
 
-async def handle_storage_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("storage unavailable serving %s %s: %s", request.method, request.url.path, exc)
-    return render(
-        request,
-        Unavailable(f"blob storage is unavailable, try again later: {str(exc)[:200]}", headers={"Retry-After": "5"}),
-    )
+async def handle_storage_error(request: Request, exc: Exception) -> Response:
+    # The cause (endpoint, bucket, key, path) goes to the log, never to the client.
+    log.warning("storage failed serving %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, StorageFull):
+        error: RegistryError = InsufficientStorage(
+            "blob storage is full; the registry cannot store data until space is freed"
+        )
+    elif isinstance(exc, StorageUnavailable):
+        error = Unavailable("blob storage is unavailable, try again later", headers={"Retry-After": "5"})
+    else:
+        error = Unavailable("blob storage failed; the request was not completed")
+    return render(request, error)
+
+
+async def handle_os_error(request: Request, exc: Exception) -> Response:
+    # An I/O failure of this host (not a bug): one log line, a 503 to the client.
+    log.warning("I/O error serving %s %s: %s", request.method, request.url.path, exc)
+    return render(request, Unavailable("the request could not be completed (server I/O error)"))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
-    return render(
-        request,
-        Unavailable("internal error; the request was not completed") if isinstance(exc, OSError) else _internal(),
-    )
+    return render(request, _internal())
 
 
 def _internal() -> RegistryError:
@@ -155,6 +174,9 @@ EXCEPTION_HANDLERS = {
     RegistryError: handle_registry_error,
     HTTPException: handle_http_exception,
     ClientDisconnect: handle_client_disconnect,
-    StorageUnavailable: handle_storage_unavailable,
+    StorageError: handle_storage_error,
+    # Starlette re-raises what its catch-all handler renders (a second traceback, and the
+    # connection closed); an OSError is not a bug, so it gets a handler of its own.
+    OSError: handle_os_error,
     Exception: handle_unexpected,
 }

@@ -82,7 +82,7 @@ class Database:
             async with self._async_engine.connect() as conn:
                 return await conn.run_sync(fn, *args)
         except (OperationalError, OSError) as e:
-            raise Unavailable(f"metadata database unavailable: {_short(e)}") from e
+            raise _unavailable(e) from e
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` in a write transaction, committed when it returns."""
@@ -100,7 +100,7 @@ class Database:
                     await asyncio.sleep(0.01 * (attempt + 1))
             raise AssertionError("unreachable")
         except (OperationalError, OSError) as e:
-            raise Unavailable(f"metadata database unavailable: {_short(e)}") from e
+            raise _unavailable(e) from e
 
     def gc_shared(self, conn: Connection) -> None:
         """Inside a write transaction that adds a reference to a blob or manifest."""
@@ -160,6 +160,11 @@ def _in_transaction(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) ->
 def _sqlstate(e: DBAPIError) -> str | None:
     orig = e.orig
     return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+
+
+def _unavailable(e: BaseException) -> Unavailable:
+    # What failed (host, file, driver message) is logged from the cause, never sent to clients.
+    return Unavailable("the metadata database is unavailable, try again later", headers={"Retry-After": "5"})
 
 
 def _short(e: BaseException) -> str:

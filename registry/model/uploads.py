@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ from registry.model.blobs import link_blob, reserve_blob
 from registry.model.context import Registry
 from registry.model.repositories import ensure_repository
 from registry.names import split_digest
-from storage.base import BlobNotFound, StorageError
+from storage.base import BlobNotFound, StorageError, StorageFull
 
 log = logging.getLogger("okura.uploads")
+# Upload data untouched this long, with no live writer, belongs to a writer that died.
+RECLAIM_IDLE_SECONDS = 30.0
 
 
 @dataclass
@@ -197,8 +200,13 @@ async def _append(
         writer = await reg.storage.upload_writer(state.id, state.driver_state, state.size)
     except BlobNotFound:
         raise BlobUploadUnknown("upload data is gone", detail={"uuid": state.id}) from None
+    except StorageFull:
+        raise
     except StorageError as e:
-        raise BlobUploadInvalid(str(e), detail={"uuid": state.id}) from None
+        log.warning("upload %s cannot be resumed: %s", state.id, e)
+        raise BlobUploadInvalid(
+            "the upload's data cannot be resumed; start a new upload", detail={"uuid": state.id}
+        ) from None
     try:
         received = await _ingest(body, hasher, writer.write, reg.config.uploads.chunk_buffer)
         if expected_length is not None and received != expected_length:
@@ -428,3 +436,37 @@ async def purge_stale_uploads(reg: Registry, max_age: float) -> int:
     if purged:
         log.info("purged stale uploads", extra={"count": purged})
     return purged
+
+
+async def reclaim_abandoned_uploads(reg: Registry, idle: float = RECLAIM_IDLE_SECONDS) -> int:
+    """Give back the bytes of writers that died (kill -9, a crash): a session's data past its
+    recorded size, and upload data no session records (a monolithic upload cut short, idle
+    for `idle` seconds: a live one is between its last write and its commit for moments).
+    Data a live writer holds is never touched, and a session is trimmed under its upload
+    lock, so no request of it is appending meanwhile. Returns how many uploads were
+    reclaimed. Storage that cannot tell live writers (S3) is left to the age-based purge."""
+    in_use = getattr(reg.storage, "upload_in_use", None)
+    if in_use is None:
+        return 0
+    cutoff = time.time() - idle  # file times are the system's, whatever the registry clock says
+    reclaimed = 0
+    async for upload_id, modified in reg.storage.list_uploads():
+        if await in_use(upload_id):
+            continue
+        async with upload_lock(reg, upload_id):
+            recorded = await reg.db.read(_session_size, upload_id)
+            if recorded is not None:
+                done = await reg.storage.trim_upload(upload_id, recorded) > 0  # type: ignore[attr-defined]
+            elif modified < cutoff and not await in_use(upload_id):
+                await reg.storage.cancel_upload(upload_id, {})
+                done = True
+            else:
+                done = False
+        if done:
+            reclaimed += 1
+            log.info("reclaimed abandoned upload data", extra={"upload": upload_id, "session": recorded is not None})
+    return reclaimed
+
+
+def _session_size(conn: Connection, upload_id: str) -> int | None:
+    return conn.execute(select(uploads.c.size).where(uploads.c.id == upload_id)).scalar()

@@ -1,4 +1,5 @@
-"""Purge abandoned upload sessions periodically, on one process at a time."""
+"""Purge abandoned upload sessions periodically, and reclaim the data of upload writers
+that died, each on one process at a time."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import logging
 from registry import metrics
 from registry.errors import Unavailable
 from registry.model.context import Registry
-from registry.model.uploads import purge_stale_uploads
+from registry.model.uploads import purge_stale_uploads, reclaim_abandoned_uploads
 from registry.tasks import leases
 
 log = logging.getLogger("okura.tasks")
 LEASE = "upload-purge"
+RECLAIM_INTERVAL = 60.0
 
 
 async def run_forever(reg: Registry) -> None:
@@ -28,4 +30,20 @@ async def run_forever(reg: Registry) -> None:
             log.warning("upload purge skipped: %s", e.message)
         except Exception:
             log.exception("upload purge failed")
+        await asyncio.sleep(interval)
+
+
+async def reclaim_forever(reg: Registry, interval: float = RECLAIM_INTERVAL) -> None:
+    """At start (a restart after a crash finds what the dead writers left) and every minute.
+    No lease: it is cheap, safe to run in every worker at once (it takes each upload's
+    lock), and must not wait for the lease of the process that just died."""
+    while True:
+        try:
+            await reclaim_abandoned_uploads(reg)
+        except asyncio.CancelledError:
+            raise
+        except Unavailable as e:
+            log.warning("upload reclaim skipped: %s", e.message)
+        except Exception:
+            log.exception("upload reclaim failed")
         await asyncio.sleep(interval)

@@ -15,7 +15,10 @@ def start_server(tmp_path) -> Iterator[Callable[..., OkuraServer]]:
     started: list[OkuraServer] = []
 
     def factory(workers: int = 1, env: dict[str, str] | None = None, data_dir=None) -> OkuraServer:
-        server = OkuraServer(data_dir or tmp_path / f"data{len(started)}", workers=workers, env=env)
+        name = f"data{len(started)}"
+        server = OkuraServer(
+            data_dir or tmp_path / name, workers=workers, env=env, log_path=tmp_path / f"{name}-server.log"
+        )
         started.append(server)
         return server.start()
 
@@ -39,3 +42,13 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and report.failed and tmp_path is not None:
         for path in sorted(tmp_path.glob("*-server.log")):
             report.sections.append((f"okura log {path.name}", path.read_text(errors="replace")[-20000:]))
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 96 MiB tmpfs under the test's directory (skips where mounting is not allowed)."""
+    from tests.robustness.support import Tmpfs
+
+    disk = Tmpfs(tmp_path / "disk", "96m").mount()
+    yield disk
+    disk.unmount()

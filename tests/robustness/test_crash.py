@@ -237,3 +237,82 @@ async def test_crash_between_storage_commit_and_metadata(start_server):
         r = await client.get(f"/v2/{repo}/blobs/{digest}")
         assert r.status_code == 200
         assert r.content == data
+
+
+async def test_a_killed_writer_leaves_no_bytes_behind(start_server):
+    """kill -9 while two uploads stream: a chunked session (part of it recorded) and a
+    monolithic POST. After the restart the session's unrecorded bytes and the monolithic
+    upload's partial file are reclaimed at once, and the session resumes where it was."""
+    server = start_server()
+    repo = "crash/reclaim"
+    data = os.urandom(40 * MiB)
+    digest = sha256(data)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        r = await client.post(f"/v2/{repo}/blobs/uploads/")
+        location, session = r.headers["Location"], r.headers["Docker-Upload-UUID"]
+        r = await client.patch(location, content=data[: 8 * MiB], headers={"Content-Range": f"0-{8 * MiB - 1}"})
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+    uploads_before = set(server.upload_files())
+
+    def slow(payload: bytes, fast: int):
+        async def body():
+            for start in range(0, fast, MiB):
+                yield payload[start : start + MiB]
+            for start in range(fast, len(payload), 64 * 1024):
+                await asyncio.sleep(0.1)
+                yield payload[start : start + 64 * 1024]
+
+        return body()
+
+    clients = [httpx.AsyncClient(base_url=server.url, timeout=60) for _ in range(2)]
+    rest = data[8 * MiB :]
+    requests = [
+        asyncio.create_task(
+            clients[0].patch(
+                location, content=slow(rest, 16 * MiB), headers={"Content-Range": f"{8 * MiB}-{len(data) - 1}"}
+            )
+        ),
+        asyncio.create_task(
+            clients[1].post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=slow(data, 12 * MiB))
+        ),
+    ]
+    session_file = server.upload_dir / session
+    try:
+        await _wait_for(
+            lambda: (
+                session_file.stat().st_size >= 20 * MiB
+                and any(p.stat().st_size >= 8 * MiB for p in set(server.upload_files()) - uploads_before)
+            ),
+            timeout=60,
+            what="both uploads to be half stored",
+        )
+        server.kill()
+        for request in requests:
+            with pytest.raises(httpx.HTTPError):
+                await request
+    finally:
+        for request in requests:
+            request.cancel()
+        for c in clients:
+            await c.aclose()
+    orphans = set(server.upload_files()) - {session_file}
+    assert orphans and session_file.stat().st_size > 8 * MiB
+    old = time.time() - 3600  # the monolithic upload's data was last written long ago
+    for path in orphans:
+        os.utime(path, (old, old))
+
+    server.start()
+    await _wait_for(
+        lambda: session_file.stat().st_size == 8 * MiB and not any(p.exists() for p in orphans),
+        timeout=15,
+        what="the dead writers' bytes to be reclaimed",
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        r = await client.get(location)
+        assert r.status_code == 204 and r.headers["Range"] == f"0-{8 * MiB - 1}"
+        r = await client.patch(location, content=rest, headers={"Content-Range": f"{8 * MiB}-{len(data) - 1}"})
+        assert r.status_code == 202, r.text
+        r = await client.put(r.headers["Location"], params={"digest": digest})
+        assert r.status_code == 201, r.text
+        assert (await client.get(f"/v2/{repo}/blobs/{digest}")).content == data

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -45,7 +46,9 @@ def _metric_total(text: str, name: str) -> float:
 
 
 def _counter_pids(server) -> set[str]:
-    metrics_dir = server.data_dir / "run" / "metrics"
+    from registry.server.run import metrics_dir_base
+
+    metrics_dir = Path(metrics_dir_base()) / f"okura-metrics-{server.pid}"
     return {m.group(1) for p in metrics_dir.glob("counter_*.db") if (m := re.match(r"counter_(\d+)\.db", p.name))}
 
 

@@ -57,7 +57,7 @@ class TestFilesystemDriver(DriverSuite):
         assert path.read_bytes() == data
         assert os.listdir(tmp_path / "root" / "uploads") == []
 
-    async def test_truncates_bytes_past_the_recorded_offset(self, driver, tmp_path):
+    async def test_an_aborted_writer_gives_its_bytes_back(self, driver, tmp_path):
         upload_id = new_upload_id()
         state = await driver.start_upload(upload_id)
         state = await write_session(driver, upload_id, state, 0, [b"a" * 10])
@@ -65,10 +65,26 @@ class TestFilesystemDriver(DriverSuite):
         await writer.write(b"b" * 50)
         await writer.abort()
         path = tmp_path / "root" / "uploads" / upload_id
-        assert path.stat().st_size == 60
-        writer = await driver.upload_writer(upload_id, state, 10)
         assert path.stat().st_size == 10
+
+    async def test_truncates_bytes_a_dead_writer_left(self, driver, tmp_path):
+        upload_id = new_upload_id()
+        state = await driver.start_upload(upload_id)
+        state = await write_session(driver, upload_id, state, 0, [b"a" * 10])
+        path = tmp_path / "root" / "uploads" / upload_id
+        with open(path, "ab") as f:  # what a process killed mid-write leaves
+            f.write(b"b" * 50)
+        assert not await driver.upload_in_use(upload_id)
+        assert await driver.trim_upload(upload_id, 10) == 50
+        assert path.stat().st_size == 10
+        with open(path, "ab") as f:
+            f.write(b"c" * 5)
+        writer = await driver.upload_writer(upload_id, state, 10)  # the next writer drops them too
+        assert path.stat().st_size == 10
+        assert await driver.upload_in_use(upload_id)  # a live writer holds its upload
         await writer.finish()
+        assert not await driver.upload_in_use(upload_id)
+        assert not await driver.upload_in_use(new_upload_id())  # no such upload
 
     async def test_hostile_names_touch_nothing(self, driver, tmp_path):
         # Targets a traversal would reach from the blob and upload directories.
