@@ -14,6 +14,7 @@ from registry.errors import RangeNotSatisfiable
 from registry.model import blobs
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_OFFSET_DIGITS = 19  # a signed 64-bit offset; longer numbers never reach int()
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -25,6 +26,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not m or (not m.group(1) and not m.group(2)):
         return None
     first, last = m.groups()
+    if len(first) > MAX_OFFSET_DIGITS or len(last) > MAX_OFFSET_DIGITS:  # past any size there can be
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     if first == "":  # suffix range: the last N bytes
         n = int(last)
         if n == 0:

@@ -54,16 +54,16 @@ def _parse(raw: bytes, media_type: str) -> Any:
     if "yaml" in media_type:
         try:
             return yaml.safe_load(raw)
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: a 5,000-digit number
             raise RequestInvalid(f"request body is not valid YAML: {str(e)[:300]}") from None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         if media_type.endswith("json"):
             raise RequestInvalid("request body is not valid JSON") from None
     try:  # no (or a generic) content type: YAML, as kubectl accepts either
         return yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         raise RequestInvalid("request body is neither JSON nor YAML") from None
 
 
@@ -92,7 +92,7 @@ async def patch_pruner(request: Request) -> Response:
         )
     try:
         patch = json.loads(await _raw_body(request))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RequestInvalid("the patch is not valid JSON") from None
     await resource.patch_object(registry(request), patch)
     return await _answer(request)

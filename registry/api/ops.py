@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,6 +13,7 @@ from registry import metrics
 from registry.api.routing import RouteSpec, public, registry
 
 HEALTH_TIMEOUT = 5.0
+log = logging.getLogger("okura.health")
 
 
 async def healthz(request: Request) -> Response:
@@ -23,8 +25,12 @@ async def healthz(request: Request) -> Response:
         try:
             await asyncio.wait_for(check, HEALTH_TIMEOUT)
             results[name] = "ok"
-        except Exception as e:  # any failure means unhealthy; say which and why
-            results[name] = f"failed: {str(e)[:200] or type(e).__name__}"
+        except TimeoutError:
+            results[name] = f"failed: no answer within {HEALTH_TIMEOUT:g}s"
+            log.warning("health check of %s: no answer within %gs", name, HEALTH_TIMEOUT)
+        except Exception as e:  # any failure means unhealthy; say which (the details are logged)
+            results[name] = "failed: unavailable"
+            log.warning("health check of %s failed: %s", name, str(e)[:300] or type(e).__name__)
     healthy = all(v == "ok" for v in results.values())
     body = json.dumps({"status": "ok" if healthy else "unavailable", "checks": results}).encode()
     return Response(

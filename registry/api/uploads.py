@@ -15,7 +15,8 @@ from registry.model import uploads
 from registry.model.uploads import ContentRange
 from registry.names import validate_digest, validate_name
 
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# Offsets of at most 19 digits (signed 64-bit): a longer number is refused before int() sees it.
+_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
 _UUID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 

@@ -83,6 +83,10 @@ class Database:
                 return await conn.run_sync(fn, *args)
         except (OperationalError, OSError) as e:
             raise _unavailable(e) from e
+        except DBAPIError as e:
+            if _server_unavailable(e):
+                raise _unavailable(e) from e
+            raise
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` in a write transaction, committed when it returns."""
@@ -101,6 +105,10 @@ class Database:
             raise AssertionError("unreachable")
         except (OperationalError, OSError) as e:
             raise _unavailable(e) from e
+        except DBAPIError as e:
+            if _server_unavailable(e):
+                raise _unavailable(e) from e
+            raise
 
     def gc_shared(self, conn: Connection) -> None:
         """Inside a write transaction that adds a reference to a blob or manifest."""
@@ -160,6 +168,20 @@ def _in_transaction(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) ->
 def _sqlstate(e: DBAPIError) -> str | None:
     orig = e.orig
     return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+
+
+# SQLSTATE classes and codes meaning the server cannot serve us now, not that our SQL is wrong:
+# connection exceptions, insufficient resources, operator intervention (shutdown, starting
+# up), system errors, authorization, a missing database, connections not allowed.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58", "28", "3D")
+_UNAVAILABLE_SQLSTATES = {"55000"}
+
+
+def _server_unavailable(e: DBAPIError) -> bool:
+    state = _sqlstate(e)
+    if state is None:
+        return e.connection_invalidated or isinstance(e.orig, OSError | TimeoutError)
+    return state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or state in _UNAVAILABLE_SQLSTATES
 
 
 def _unavailable(e: BaseException) -> Unavailable:

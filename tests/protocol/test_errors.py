@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import httpx
+import pytest
+
 from tests.helpers import (
     API_VERSION_HEADER,
     OCI_MANIFEST,
@@ -418,3 +421,69 @@ async def test_storage_outage_is_503_unavailable(client, registry_model, monkeyp
     assert r.status_code == 503
     assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
     assert r.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_storage_errors_never_show_where_storage_is(make_app):
+    """An unreachable S3 endpoint: clients get 503 UNAVAILABLE and nothing of the endpoint,
+    the bucket or the keys (they are in the log); /healthz, which anyone may call, too."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]  # nothing listens once the socket is closed
+    bucket = "secret-bucket-name"
+    app = await make_app(
+        storage={
+            "driver": "s3",
+            "s3": {
+                "bucket": bucket,
+                "endpoint_url": f"http://127.0.0.1:{closed_port}",
+                "access_key": "AKIA-EXAMPLE",
+                "secret_key": "not-a-real-secret",
+                "root_prefix": "private-prefix/",
+                "redirect": False,
+            },
+        }
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as client:
+        data = b"x" * 1000
+        responses = [
+            await client.post(f"/v2/{REPO}/blobs/uploads/", params={"digest": sha256(data)}, content=data),
+            await client.get("/healthz"),
+        ]
+        r = await client.post(f"/v2/{REPO}/blobs/uploads/")  # a session; its data is what fails
+        assert r.status_code == 202, r.text
+        responses.append(await client.patch(relative(r.headers["Location"]), content=data))
+    for r in responses:
+        assert r.status_code == 503, (r.request.url, r.text)
+        text = (r.text + json.dumps(dict(r.headers))).lower()
+        for secret in (str(closed_port), bucket, "private-prefix", "uploads/", "akia-example", "127.0.0.1"):
+            assert secret not in text, (secret, r.request.url, r.text)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_database_errors_never_show_the_database(make_app, pg_database):
+    """The metadata database refusing connections: 503 UNAVAILABLE with Retry-After, and
+    nothing of the server, database name or driver message."""
+    import asyncpg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    app = await make_app()
+    name = pg_database.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as client:
+            responses = [await client.get(f"/v2/{REPO}/tags/list"), await client.get("/healthz")]
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    for r in responses:
+        assert r.status_code == 503, r.text
+        text = r.text.lower()
+        for secret in (name, "5432", "127.0.0.1", "postgres", "asyncpg", "connection"):
+            assert secret not in text, (secret, r.request.url, r.text)
+    assert responses[0].headers["Retry-After"] == "5"
