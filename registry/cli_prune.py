@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from registry.config import parse_bool
+from registry.units import parse_bool
 
 DRY_RUN_BANNER = "Dry run enabled - no modifications will be made. Add --confirm to remove images"
 
@@ -97,10 +97,10 @@ async def _suspend(reg: Any, args: argparse.Namespace) -> int:
 
 
 def _go_duration(text: str) -> float:
-    from registry.pruning.spec import parse_go_duration
+    from registry.units import parse_duration
 
     try:
-        return parse_go_duration(text) / 10**9
+        return parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

@@ -5,78 +5,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
 import yaml
 
+from registry.cron import validate_schedule
+from registry.units import ByteSize, Duration, parse_bool, parse_duration, parse_int, parse_size
+
+__all__ = ["ByteSize", "Config", "ConfigError", "Duration", "load_config", "parse_bool", "parse_duration"]
+
 
 class ConfigError(ValueError):
-    """The configuration is invalid; the message says where and why."""
+    """The configuration is invalid. `problems` lists every one, each naming its key and
+    where the value came from (file, environment variable or flag)."""
 
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1000,
-    "M": 1000**2,
-    "G": 1000**3,
-    "T": 1000**4,
-    "KI": 1024,
-    "MI": 1024**2,
-    "GI": 1024**3,
-    "TI": 1024**4,
-}
-
-
-class Duration(float):
-    """Seconds; written as 90, "90s", "15m", "168h", "7d"."""
-
-
-class ByteSize(int):
-    """Bytes; written as 4194304, "4MiB", "64MB"."""
-
-
-def parse_duration(value: Any) -> Duration:
-    if isinstance(value, bool):
-        raise ValueError("expected a duration")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"{value!r} is negative")
-        return Duration(value)
-    m = _DURATION_RE.fullmatch(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration such as 90s, 15m, 168h or 7d")
-    return Duration(float(m.group(1)) * _DURATION_UNITS[m.group(2)])
-
-
-def parse_size(value: Any) -> ByteSize:
-    if isinstance(value, bool):
-        raise ValueError("expected a size")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{value!r} is negative")
-        return ByteSize(value)
-    m = _SIZE_RE.fullmatch(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a size such as 4194304, 4MiB or 64MB")
-    unit = (m.group(2) or "").upper().rstrip("B")
-    return ByteSize(int(m.group(1)) * _SIZE_UNITS[unit])
-
-
-def parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{value!r} is not a boolean (true/false)")
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 @dataclass
@@ -236,41 +182,57 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(typ: Any, value: Any, where: str) -> Any:
-    try:
-        if typ is bool:
-            return parse_bool(value)
-        if typ is int:
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            return int(value)
-        if typ is Duration:
-            return parse_duration(value)
-        if typ is ByteSize:
-            return parse_size(value)
-        if typ is str:
-            if isinstance(value, dict | list):
-                raise ValueError("expected a string")
-            return "" if value is None else str(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from None
-    raise ConfigError(f"{where}: unsupported type")
+def _coerce(typ: Any, value: Any) -> Any:
+    if typ is bool:
+        return parse_bool(value)
+    if typ is int:
+        return parse_int(value)
+    if typ is Duration:
+        return parse_duration(value)
+    if typ is ByteSize:
+        return parse_size(value)
+    if typ is str:
+        if isinstance(value, dict | list):
+            raise ValueError(f"must be a string, not a {'mapping' if isinstance(value, dict) else 'list'}")
+        return "" if value is None else str(value)
+    raise ValueError("unsupported type")
 
 
-def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
+class _Problems:
+    """Every problem found, each as `<key> (<where the value came from>): <what is wrong>`."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str, source: str = "") -> None:
+        self.items.append(f"{key}{f' ({source})' if source else ''}: {message}")
+
+
+def _apply(obj: Any, data: Any, where: str, source: Any, problems: _Problems) -> None:
+    """Set the keys of `data` on the config section `obj`; `source(key)` says where a value
+    came from. Problems are collected, never raised: a user sees all of them at once."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+        problems.add(where or "config", f"expected a mapping, got {type(data).__name__}", source(where))
+        return
     hints = get_type_hints(type(obj))
     names = {f.name for f in fields(obj)}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            raise ConfigError(f"{path}: unknown key (known: {', '.join(sorted(names))})")
+            problems.add(path, f"unknown key (known: {', '.join(sorted(names))})", source(path))
+            continue
         current = getattr(obj, key)
         if is_dataclass(current):
-            _apply(current, value or {}, path)
-        else:
-            setattr(obj, key, _coerce(hints[key], value, path))
+            _apply(current, value or {}, path, source, problems)
+            continue
+        try:
+            setattr(obj, key, _coerce(hints[key], value))
+        except (TypeError, ValueError) as e:
+            problems.add(path, str(e), source(path))
+
+
+def env_name(path: str) -> str:
+    return "OKURA_" + path.upper().replace(".", "_")
 
 
 def _env_overrides(obj: Any, prefix: str, environ: dict[str, str]) -> dict[str, Any]:
@@ -302,76 +264,101 @@ def unknown_env_keys(environ: dict[str, str]) -> list[str]:
                 known.add(name)
 
     walk(Config(), "OKURA")
-    internal = {"OKURA_CONFIG", "OKURA_CONFIG_JSON"}
+    internal = {"OKURA_CONFIG", "OKURA_CONFIG_JSON", "OKURA_TEST_CLOCK_FILE"}
     return sorted(k for k in environ if k.startswith("OKURA_") and k not in known and k not in internal)
 
 
-def _validate(cfg: Config) -> None:
-    if cfg.storage.driver not in ("filesystem", "s3"):
-        raise ConfigError(f"storage.driver: unknown driver {cfg.storage.driver!r} (known: filesystem, s3)")
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "postgresql+asyncpg://")
+
+
+def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            problems.add(key, message, source(key))
+
+    check(
+        cfg.storage.driver in ("filesystem", "s3"),
+        "storage.driver",
+        f"unknown driver {cfg.storage.driver!r} (known: filesystem, s3)",
+    )
     if cfg.storage.driver == "s3":
-        _validate_s3(cfg.storage.s3)
-    if cfg.log.format not in ("logfmt", "json"):
-        raise ConfigError(f"log.format: must be logfmt or json, not {cfg.log.format!r}")
-    if cfg.log.level.lower() not in ("debug", "info", "warning", "warn", "error"):
-        raise ConfigError(f"log.level: must be debug, info, warning or error, not {cfg.log.level!r}")
-    try:
-        _host, port = cfg.listen
-        if not 0 < port < 65536:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"http.addr: {cfg.http.addr!r} is not HOST:PORT") from None
-    if cfg.http.workers < 1:
-        raise ConfigError("http.workers: must be at least 1")
-    if cfg.http.max_header_bytes < 4096:
-        raise ConfigError("http.max_header_bytes: must be at least 4KiB")
-    if cfg.http.max_headers < 16:
-        raise ConfigError("http.max_headers: must be at least 16")
-    if not 0.1 <= cfg.http.header_timeout <= 3600:
-        raise ConfigError("http.header_timeout: must be between 100ms and 1h")
-    if not 1 <= cfg.http.keepalive_timeout <= 3600:
-        raise ConfigError("http.keepalive_timeout: must be between 1s and 1h")
+        _validate_s3(cfg.storage.s3, check)
+    check(cfg.log.format in ("logfmt", "json"), "log.format", f"must be logfmt or json, not {cfg.log.format!r}")
+    check(
+        cfg.log.level.lower() in ("debug", "info", "warning", "warn", "error"),
+        "log.level",
+        f"must be debug, info, warning or error, not {cfg.log.level!r}",
+    )
+    _, _, port = cfg.http.addr.rpartition(":")
+    check(
+        len(port) <= 5 and port.isdigit() and 0 < int(port) < 65536,
+        "http.addr",
+        f"{cfg.http.addr!r} is not HOST:PORT (such as 0.0.0.0:5000)",
+    )
+    check(cfg.http.workers >= 1, "http.workers", f"must be at least 1, not {cfg.http.workers}")
+    check(cfg.http.max_header_bytes >= 4096, "http.max_header_bytes", "must be at least 4KiB")
+    check(cfg.http.max_headers >= 16, "http.max_headers", "must be at least 16")
+    check(0.1 <= cfg.http.header_timeout <= 3600, "http.header_timeout", "must be between 100ms and 1h")
+    check(1 <= cfg.http.keepalive_timeout <= 3600, "http.keepalive_timeout", "must be between 1s and 1h")
+    check(
+        not cfg.http.base_url or cfg.http.base_url.startswith(("http://", "https://")),
+        "http.base_url",
+        f"must start with http:// or https://, not {cfg.http.base_url!r}",
+    )
     url = cfg.database_url
-    if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgresql+asyncpg://"))):
-        raise ConfigError(f"database.url: must start with sqlite:/// or postgresql://, not {url.split(':')[0]!r}")
-    if cfg.manifests.max_size < 1024:
-        raise ConfigError("manifests.max_size: must be at least 1KiB")
-    if cfg.auth.signing_key_file and not os.path.isfile(cfg.auth.signing_key_file):
-        raise ConfigError(f"auth.signing_key_file: {cfg.auth.signing_key_file} does not exist")
-    if cfg.auth.token_ttl < 10:
-        raise ConfigError("auth.token_ttl: must be at least 10s")
-    if cfg.uploads.chunk_buffer < 64 * 1024:
-        raise ConfigError("uploads.chunk_buffer: must be at least 64KiB")
-    _validate_pruner(cfg.pruner)
+    check(
+        url.startswith(DATABASE_SCHEMES),
+        "database.url",
+        f"must start with sqlite:/// or postgresql://, not {url.split(':')[0]!r}",
+    )
+    check(cfg.database.pool_size >= 1, "database.pool_size", "must be at least 1")
+    check(cfg.manifests.max_size >= 1024, "manifests.max_size", "must be at least 1KiB")
+    check(
+        not cfg.auth.signing_key_file or os.path.isfile(cfg.auth.signing_key_file),
+        "auth.signing_key_file",
+        f"{cfg.auth.signing_key_file} does not exist",
+    )
+    check(cfg.auth.token_ttl >= 10, "auth.token_ttl", "must be at least 10s")
+    check(cfg.uploads.chunk_buffer >= 64 * 1024, "uploads.chunk_buffer", "must be at least 64KiB")
+    check(cfg.uploads.purge_interval >= 0.01, "uploads.purge_interval", "must be at least 10ms")
+    for name in ("catalog_max_entries", "tags_max_entries"):
+        check(getattr(cfg.pagination, name) >= 1, f"pagination.{name}", "must be at least 1")
+    _validate_pruner(cfg.pruner, check)
 
 
-def _validate_pruner(p: PrunerConfig) -> None:
-    from registry.pruning.spec import validate_schedule
-
+def _validate_pruner(p: PrunerConfig, check: Any) -> None:
     try:
-        validate_schedule(p.schedule)
+        validate_schedule(p.schedule, "0 0 * * *")
     except ValueError as e:
-        raise ConfigError(f"pruner.schedule: {e}") from None
+        check(False, "pruner.schedule", str(e))
     for name in ("keep_tag_revisions", "successful_jobs_history_limit", "failed_jobs_history_limit"):
-        if getattr(p, name) < 0:
-            raise ConfigError(f"pruner.{name}: must not be negative")
-    if p.check_interval < 0.01:
-        raise ConfigError("pruner.check_interval: must be at least 10ms")
+        check(getattr(p, name) >= 0, f"pruner.{name}", "must not be negative")
+    check(p.check_interval >= 0.01, "pruner.check_interval", "must be at least 10ms")
 
 
-def _validate_s3(s3: S3Config) -> None:
-    if not s3.bucket:
-        raise ConfigError("storage.s3.bucket: required when storage.driver is s3")
-    if not 5 << 20 <= s3.part_size <= 5 << 30:
-        raise ConfigError("storage.s3.part_size: must be between 5MiB and 5GiB (S3's part size limits)")
-    if s3.concurrency < 1:
-        raise ConfigError("storage.s3.concurrency: must be at least 1")
-    if bool(s3.access_key) != bool(s3.secret_key):
-        raise ConfigError("storage.s3.access_key: set both access_key and secret_key, or neither")
-    if not 1 <= s3.redirect_expiry <= 7 * 86400:
-        raise ConfigError("storage.s3.redirect_expiry: must be between 1s and 7d (presigned URL limits)")
-    if s3.endpoint_url and not s3.endpoint_url.startswith(("http://", "https://")):
-        raise ConfigError(f"storage.s3.endpoint_url: must start with http:// or https://, not {s3.endpoint_url!r}")
+def _validate_s3(s3: S3Config, check: Any) -> None:
+    check(bool(s3.bucket), "storage.s3.bucket", "required when storage.driver is s3")
+    check(
+        5 << 20 <= s3.part_size <= 5 << 30,
+        "storage.s3.part_size",
+        "must be between 5MiB and 5GiB (S3's part size limits)",
+    )
+    check(s3.concurrency >= 1, "storage.s3.concurrency", "must be at least 1")
+    check(
+        bool(s3.access_key) == bool(s3.secret_key),
+        "storage.s3.access_key",
+        "set both access_key and secret_key, or neither",
+    )
+    check(
+        1 <= s3.redirect_expiry <= 7 * 86400,
+        "storage.s3.redirect_expiry",
+        "must be between 1s and 7d (presigned URL limits)",
+    )
+    check(
+        not s3.endpoint_url or s3.endpoint_url.startswith(("http://", "https://")),
+        "storage.s3.endpoint_url",
+        f"must start with http:// or https://, not {s3.endpoint_url!r}",
+    )
 
 
 def load_config(
@@ -379,27 +366,50 @@ def load_config(
     environ: dict[str, str] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """Build the effective configuration. Raises ConfigError with a precise message."""
+    """Build the effective configuration: defaults, the file, OKURA_* variables, then
+    `overrides` (flags). Raises ConfigError listing every problem."""
     environ = dict(os.environ if environ is None else environ)
     cfg = Config()
+    problems = _Problems()
+    origin: dict[str, str] = {}  # key -> where its value came from
+
+    def source(key: str) -> str:
+        return origin.get(key, "")
+
+    def remember(data: Any, prefix: str, label: Any) -> None:
+        if isinstance(data, dict):
+            for k, v in data.items():
+                key = f"{prefix}.{k}" if prefix else str(k)
+                origin[key] = label(key)
+                remember(v, key, label)
+
     if path:
         try:
             with open(path) as f:
                 data = yaml.safe_load(f) or {}
         except OSError as e:
             raise ConfigError(f"{path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-        _apply(cfg, data, "")
-    _apply(cfg, _env_overrides(cfg, "OKURA", environ), "")
+        except (yaml.YAMLError, ValueError, RecursionError) as e:
+            raise ConfigError(f"{path}: invalid YAML: {str(e)[:300]}") from None
+        remember(data, "", lambda key: path)
+        _apply(cfg, data, "", source, problems)
+    env = _env_overrides(cfg, "OKURA", environ)
+    remember(env, "", env_name)
+    _apply(cfg, env, "", source, problems)
     if overrides:
-        _apply(cfg, overrides, "")
-    _validate(cfg)
+        remember(overrides, "", lambda key: "command line")
+        _apply(cfg, overrides, "", source, problems)
+    _validate(cfg, problems, source)
+    if problems.items:
+        raise ConfigError(problems.items)
     return cfg
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     cfg = Config()
-    _apply(cfg, data, "")
-    _validate(cfg)
+    problems = _Problems()
+    _apply(cfg, data, "", lambda key: "", problems)
+    _validate(cfg, problems, lambda key: "")
+    if problems.items:
+        raise ConfigError(problems.items)
     return cfg

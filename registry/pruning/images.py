@@ -24,17 +24,17 @@ from registry.metadata.schema import (
 )
 from registry.model.context import Registry
 from registry.pruning import gc
-from registry.pruning.plan import Blob, InvalidReferences, Link, Manifest, Plan, Snapshot, TagEvent, make_plan
-
-
-@dataclass(frozen=True)
-class PruneOptions:
-    keep_tag_revisions: int = 3
-    keep_younger_than: float = 3600.0  # seconds
-    prune_registry: bool = True  # False: metadata only, storage untouched (OpenShift's Removed)
-    ignore_invalid_refs: bool = True
-    confirm: bool = False  # False: a dry run that only reports
-    grace_period: float = 3600.0  # for pending uploads and orphaned storage files
+from registry.pruning.plan import (
+    Blob,
+    InvalidReferences,
+    Link,
+    Manifest,
+    Plan,
+    PruneOptions,
+    Snapshot,
+    TagEvent,
+    make_plan,
+)
 
 
 @dataclass

@@ -27,6 +27,16 @@ class InvalidReferences(Exception):
 
 
 @dataclass(frozen=True)
+class PruneOptions:
+    keep_tag_revisions: int = 3
+    keep_younger_than: float = 3600.0  # seconds
+    prune_registry: bool = True  # False: metadata only, storage untouched (OpenShift's Removed)
+    ignore_invalid_refs: bool = True
+    confirm: bool = False  # False: a dry run that only reports
+    grace_period: float = 3600.0  # for pending uploads and orphaned storage files
+
+
+@dataclass(frozen=True)
 class TagEvent:
     id: int
     repo_id: int

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from registry import metrics
+from registry.cron import next_fire, previous_fire
 from registry.metadata.db import as_utc, utcnow
 from registry.metadata.schema import image_pruners, prune_runs
 from registry.pruning.images import human_bytes
@@ -29,8 +30,6 @@ from registry.pruning.spec import (
     Invalid,
     initial_spec,
     merge_patch,
-    next_fire,
-    previous_fire,
     spec_from_object,
     type_name,
 )

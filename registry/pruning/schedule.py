@@ -22,7 +22,8 @@ from registry.errors import Unavailable
 from registry.metadata.db import utcnow
 from registry.model.context import Registry
 from registry.pruning import resource, spec
-from registry.pruning.images import PruneOptions, PruneReport
+from registry.pruning.images import PruneReport
+from registry.pruning.plan import PruneOptions
 from registry.pruning.resource import RunRecord
 from registry.tasks import leases
 

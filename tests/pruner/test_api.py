@@ -180,7 +180,7 @@ async def test_other_patch_types_are_refused(pruner_client):
         ("PATCH", {"spec": {"successfulJobsHistoryLimit": -3}}, "spec.successfulJobsHistoryLimit"),
         ("PATCH", {"spec": {"keepTagRevisions": "three"}}, "spec.keepTagRevisions"),
         ("PATCH", {"spec": {"keepYoungerThanDuration": "one hour"}}, "spec.keepYoungerThanDuration"),
-        ("PATCH", {"spec": {"keepYoungerThanDuration": "1d"}}, "spec.keepYoungerThanDuration"),
+        ("PATCH", {"spec": {"keepYoungerThanDuration": "1w"}}, "spec.keepYoungerThanDuration"),
         ("PATCH", {"spec": {"suspend": "true"}}, "spec.suspend"),
         ("PATCH", {"spec": {"pruneRegistry": 0}}, "spec.pruneRegistry"),
         ("PATCH", {"spec": {"keepTagRevisons": 3}}, "spec.keepTagRevisons"),

@@ -145,8 +145,8 @@ def test_prune_images_flags_override_the_spec(okura, patched_prune, flags, expec
     [
         ["--keep-tag-revisions", "-1"],
         ["--keep-tag-revisions", "x"],
-        ["--keep-younger-than", "1d"],
-        ["--keep-younger-than", "60"],
+        ["--keep-younger-than", "1w"],
+        ["--keep-younger-than", "soon"],
         ["--prune-registry=maybe"],
         ["--confirm=perhaps"],
     ],

@@ -12,6 +12,7 @@ from registry.config import PrunerConfig
 from registry.pruning import resource as r
 from registry.pruning import spec as s
 from registry.pruning.spec import Invalid
+from registry.units import format_go_duration, parse_duration_ns
 from tests.pruner.conftest import SEED_YAML
 
 
@@ -28,16 +29,21 @@ from tests.pruner.conftest import SEED_YAML
         ("2us", 2000),
         ("2\u00b5s", 2000),
         ("1h0m0s", 3600 * 10**9),
+        # One grammar everywhere: days and plain seconds too, spaces ignored.
+        ("2d", 2 * 86400 * 10**9),
+        ("1d12h", 36 * 3600 * 10**9),
+        ("60", 60 * 10**9),
+        ("5 m", 300 * 10**9),
     ],
 )
 def test_go_durations_parse(text, ns):
-    assert s.parse_go_duration(text) == ns
+    assert parse_duration_ns(text) == ns
 
 
-@pytest.mark.parametrize("text", ["", "60", "1d", "-5m", "h", "1.h2", "5 m", "abc", "1h-5m"])
+@pytest.mark.parametrize("text", ["", "-5m", "h", "1.h2", "abc", "1h-5m", "1e3", "5x", True, None])
 def test_bad_go_durations_are_refused(text):
     with pytest.raises(ValueError):
-        s.parse_go_duration(text)
+        parse_duration_ns(text)
 
 
 @pytest.mark.parametrize(
@@ -55,8 +61,8 @@ def test_bad_go_durations_are_refused(text):
     ],
 )
 def test_go_durations_format_as_go_does(ns, text):
-    assert s.format_go_duration(ns) == text
-    assert s.parse_go_duration(text) == ns
+    assert format_go_duration(ns) == text
+    assert parse_duration_ns(text) == ns
 
 
 def test_defaults_fill_an_empty_spec():
@@ -118,7 +124,7 @@ def test_the_openshift_example_is_accepted_and_placement_kept():
         ({"keepTagRevisions": 2.5}, "spec.keepTagRevisions"),
         ({"successfulJobsHistoryLimit": -2}, "spec.successfulJobsHistoryLimit"),
         ({"failedJobsHistoryLimit": "x"}, "spec.failedJobsHistoryLimit"),
-        ({"keepYoungerThanDuration": "1d"}, "spec.keepYoungerThanDuration"),
+        ({"keepYoungerThanDuration": "1w"}, "spec.keepYoungerThanDuration"),
         ({"keepYoungerThanDuration": "-1h"}, "spec.keepYoungerThanDuration"),
         ({"keepYoungerThanDuration": 3600}, "spec.keepYoungerThanDuration"),
         ({"keepYoungerThan": -5}, "spec.keepYoungerThan"),
@@ -224,3 +230,20 @@ def test_config_refuses_a_bad_schedule():
         config_from_dict({"pruner": {"schedule": "not cron"}})
     with pytest.raises(ConfigError, match=r"pruner\.keep_tag_revisions"):
         config_from_dict({"pruner": {"keep_tag_revisions": -1}})
+
+
+def test_every_invalid_field_is_reported_at_once():
+    body = {
+        "kind": "CronJob",
+        "spec": {"schedule": "whenever", "keepTagRevisions": -1, "pruneRegistry": "yes", "bogus": 1},
+    }
+    with pytest.raises(Invalid) as info:
+        s.spec_from_object(body)
+    fields = sorted(c["field"] for c in info.value.details["causes"])
+    assert fields == ["kind", "spec.bogus", "spec.keepTagRevisions", "spec.pruneRegistry", "spec.schedule"]
+    for field in fields:
+        assert field in info.value.message
+
+
+def test_durations_with_days_are_accepted_and_stored_as_go_prints_them():
+    assert s.normalize_spec({"keepYoungerThanDuration": "2d"})["keepYoungerThanDuration"] == "48h0m0s"

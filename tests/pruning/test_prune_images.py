@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from registry.metadata.schema import blobs, repository_blobs, tag_events
-from registry.pruning.images import PruneFailed, PruneOptions, prune_images
+from registry.pruning.images import PruneFailed, prune_images
+from registry.pruning.plan import PruneOptions
 from tests.helpers import OCI_INDEX, OCI_MANIFEST, descriptor, push_blob, push_image, sha256
 from tests.pruning.conftest import stored_blobs
 

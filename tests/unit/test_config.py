@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_yaml_top_level_must_be_a_mapping(tmp_path):
 
 
 def test_yaml_section_must_be_a_mapping(tmp_path):
-    with pytest.raises(ConfigError, match=r"^http: expected a mapping"):
+    with pytest.raises(ConfigError, match=rf"^http{SRC}: expected a mapping"):
         load_config(write_yaml(tmp_path, "http: 5000\n"), environ={})
 
 
@@ -141,7 +142,7 @@ def test_unknown_top_level_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(write_yaml(tmp_path, "htttp:\n  addr: x\n"), environ={})
     message = str(e.value)
-    assert message.startswith("htttp: unknown key")
+    assert re.match(rf"htttp \({re.escape(str(tmp_path))}/.*\): unknown key", message), message
     assert "http" in message  # lists the known keys
 
 
@@ -149,12 +150,12 @@ def test_unknown_nested_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(write_yaml(tmp_path, "uploads:\n  purge_agee: 1h\n"), environ={})
     message = str(e.value)
-    assert message.startswith("uploads.purge_agee: unknown key")
+    assert re.match(rf"uploads\.purge_agee{SRC}: unknown key", message), message
     assert "purge_age" in message
 
 
 def test_unknown_key_via_overrides():
-    with pytest.raises(ConfigError, match=r"^storage\.gcs: unknown key"):
+    with pytest.raises(ConfigError, match=rf"^storage\.gcs{SRC}: unknown key"):
         load_config(environ={}, overrides={"storage": {"gcs": {"bucket": "x"}}})
 
 
@@ -290,6 +291,9 @@ def test_bad_sizes(text):
         parse_size(text)
 
 
+SRC = r"(?: \([^)]*\))?"  # where the value came from: file, environment variable or flag
+
+
 @pytest.mark.parametrize(
     ("env", "where"),
     [
@@ -314,18 +318,20 @@ def test_bad_values_name_the_key(env, where):
     with pytest.raises(ConfigError) as e:
         load_config(environ=env)
     message = str(e.value)
-    assert message.startswith(f"{where}:"), message
-    assert len(message) > len(where) + 5  # says why, not only where
+    env_var = next(iter(env))
+    assert message.startswith(f"{where} ({env_var}): "), message  # the key and where its value came from
+    assert len(message) > len(where) + len(env_var) + 8  # says why, not only where
+    assert "invalid literal" not in message and "Traceback" not in message
 
 
 def test_bad_value_in_yaml_names_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"^uploads\.purge_age: 'tomorrow' is not a duration"):
+    with pytest.raises(ConfigError, match=rf"^uploads\.purge_age{SRC}: 'tomorrow' is not a duration"):
         load_config(write_yaml(tmp_path, "uploads:\n  purge_age: tomorrow\n"), environ={})
-    with pytest.raises(ConfigError, match=r"^http\.workers: "):
+    with pytest.raises(ConfigError, match=rf"^http\.workers{SRC}: "):
         load_config(write_yaml(tmp_path, "http:\n  workers: [1, 2]\n"), environ={})
-    with pytest.raises(ConfigError, match=r"^http\.workers: "):
+    with pytest.raises(ConfigError, match=rf"^http\.workers{SRC}: "):
         load_config(write_yaml(tmp_path, "http:\n  workers: true\n"), environ={})
-    with pytest.raises(ConfigError, match=r"^data_dir: "):
+    with pytest.raises(ConfigError, match=rf"^data_dir{SRC}: "):
         load_config(write_yaml(tmp_path, "data_dir:\n  nested: 1\n"), environ={})
 
 
@@ -341,9 +347,32 @@ def test_bad_value_in_yaml_names_the_key(tmp_path):
 def test_negative_numbers_are_rejected(tmp_path, yaml_text, where):
     """A YAML number bypasses the string syntax (which has no minus sign): a negative purge
     interval would make the purge task spin without sleeping."""
-    with pytest.raises(ConfigError, match=rf"^{where}:"):
+    with pytest.raises(ConfigError, match=rf"^{where}{SRC}:"):
         load_config(write_yaml(tmp_path, yaml_text), environ={})
 
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = write_yaml(tmp_path, "http:\n  workers: many\n  addr: nowhere\nuploads:\n  purge_age: soon\nbogus: 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, environ={"OKURA_LOG_LEVEL": "loud", "OKURA_CACHE_MAX_BYTES": "lots"})
+    problems = e.value.problems
+    keys = sorted(p.split(" ")[0].rstrip(":") for p in problems)
+    assert keys == ["bogus", "cache.max_bytes", "http.addr", "http.workers", "log.level", "uploads.purge_age"], problems
+    assert f"http.workers ({path}): 'many' is not an integer" in problems
+    assert any(p.startswith("log.level (OKURA_LOG_LEVEL): ") for p in problems)
+    assert not any("invalid literal" in p for p in problems)
+
+
+def test_flags_beat_the_environment_and_are_named(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(environ={"OKURA_HTTP_WORKERS": "2"}, overrides={"http": {"workers": 0}})
+    assert e.value.problems == ["http.workers (command line): must be at least 1, not 0"]
+
+
+@pytest.mark.parametrize("url", ["postgres://u:p@db/okura", "postgresql://db/okura", "sqlite:////tmp/x.db"])
+def test_database_url_schemes(url):
+    assert load_config(environ={"OKURA_DATABASE_URL": url}).database_url == url
