@@ -234,16 +234,11 @@ class OpenShiftAccessController:
                 headers={"WWW-Authenticate": self.challenge(conn, needed)},
             )
         reason = f"{identity.name} cannot {check.describe()}"
-        if conn.scope.get("method") == "HEAD":
-            # A HEAD answer has no body to carry the reason, and podman, buildah and skopeo
-            # print only "403 (Forbidden)" for one. They do print the description of an
-            # insufficient_scope challenge, so a HEAD denial is answered that way.
-            challenge = self.challenge(conn, needed, "insufficient_scope")
-            description = reason.replace('"', "'")
-            raise Unauthorized(
-                f"denied: {reason}",
-                headers={"WWW-Authenticate": f'{challenge},error_description="denied: {description}"'},
-            )
+        # 403 for every method (README, the OCI spec, RFC 6750 section 3.1). A HEAD answer has no
+        # body to carry the reason, so it also rides in an insufficient_scope challenge, which
+        # RFC 6750 clients such as docker print; podman and skopeo print "403 (Forbidden)".
+        challenge = self.challenge(conn, needed, "insufficient_scope")
+        description = reason.replace('"', "'")
         raise Denied(
             reason,
             detail={
@@ -252,6 +247,7 @@ class OpenShiftAccessController:
                 "namespace": check.namespace,
                 "subject": identity.name,
             },
+            headers={"WWW-Authenticate": f'{challenge},error_description="denied: {description}"'},
         )
 
     async def may_read(self, identity: Any, repository: str) -> bool:
