@@ -1,6 +1,7 @@
 """The OpenShift-style access controller: who is calling, and may they do what the
-route needs? Each access record becomes a SubjectAccessReview-like check of a verb
-on a resource in the repository's namespace (its first path component)."""
+route needs? A docker scope becomes SubjectAccessReview-like checks of a verb on a
+resource in the repository's namespace (its first path component); an API route's
+exact check is asked as it is, on every request."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from auth.access import Access
+from auth.access import Access, ApiAccess, Check, Needed
 from auth.authn import Authenticator, DatabaseAuthenticator
+from auth.grants import describe_lacking
 from auth.jwt_tokens import InvalidToken, TokenIssuer, granted_actions
-from auth.policy import Authorizer, Check
+from auth.policy import Authorizer
 from auth.ratelimit import FailureLimiter
+from auth.roles import ADMIN_OPERATIONS
 from auth.store import AuthStore
 from auth.subjects import ANONYMOUS, ANONYMOUS_USER, Identity, identity_for
 from registry.cache import Generation
@@ -44,7 +47,8 @@ def namespace_of(repository: str) -> str:
 
 
 def checks_for(access: Access, repository_exists: bool = True) -> list[Check]:
-    """The checks one access record needs (OpenShift's mapping)."""
+    """The checks a docker scope stands for (OpenShift's mapping): what a route declaring it
+    needs, and what the token endpoint requires before granting it."""
     if access.type == "repository":
         ns = namespace_of(access.name)
         if access.action == "pull":
@@ -63,8 +67,8 @@ def checks_for(access: Access, repository_exists: bool = True) -> list[Check]:
             return []  # everyone may list; the listing shows only what the caller may pull
         if access.name == "metrics":
             return [Check("get", "registry/metrics", None)]
-        if access.name == "admin":
-            return [Check("delete", "images", None)]
+        if access.name == "admin" and access.action == "*":
+            return [Check(verb, resource, None) for verb, resource in ADMIN_OPERATIONS]
         if access.name == "imagepruners":  # imageregistry.operator.openshift.io, cluster-scoped
             return [Check("get" if access.action == "get" else "update", "imagepruners", None)]
     raise Denied(f"unknown access {access.type}:{access.name}:{access.action}")
@@ -178,7 +182,7 @@ class OpenShiftAccessController:
         base = self.base_url or f"{conn.url.scheme}://{conn.headers.get('host', conn.url.netloc)}"
         return base.rstrip("/") + "/openshift/token"
 
-    def challenge(self, conn: HTTPConnection, needed: list[Access], error: str | None = None) -> str:
+    def challenge(self, conn: HTTPConnection, needed: list[Needed], error: str | None = None) -> str:
         value = f'Bearer realm="{self.realm(conn)}",service="{self.config.service}"'
         scopes = _scopes(needed)
         if scopes:
@@ -187,16 +191,20 @@ class OpenShiftAccessController:
             value += f',error="{error}"'
         return value
 
-    async def authorize(self, conn: HTTPConnection, needed: list[Access]) -> Identity:
+    async def authorize(self, conn: HTTPConnection, needed: list[Needed]) -> Identity:
         identity = await self.authenticate(conn)
         # Known before any refusal, so that the access log names who was refused.
         conn.scope.setdefault("state", {})["identity"] = identity or ANONYMOUS
         if identity is None:
             # Let the route's own checks run first: a malformed name is a 400 for everyone.
             for access in needed:
-                checks_for(access)
+                if isinstance(access, Access):
+                    checks_for(access)
             raise Unauthorized(headers={"WWW-Authenticate": self.challenge(conn, needed)})
         for access in needed:
+            if isinstance(access, ApiAccess):
+                await self._authorize_api(conn, identity, access, needed)
+                continue
             exists = True
             if access.type == "repository" and access.action in ("push", "*"):
                 exists = await self.repository_exists(access.name)
@@ -210,12 +218,11 @@ class OpenShiftAccessController:
         return identity
 
     async def _authorize_jwt(
-        self, conn: HTTPConnection, identity: Identity, access: Access, checks: list[Check], needed: list[Access]
+        self, conn: HTTPConnection, identity: Identity, access: Access, checks: list[Check], needed: list[Needed]
     ) -> None:
         if not checks:
             return
-        granted = granted_actions(identity.claims or {}, access.type, access.name)
-        if access.action in granted or "*" in granted:
+        if _carries(identity, access):
             return
         # The token lacks the scope. Say "denied" if the caller could not get it anyway,
         # so podman and docker users read a permission problem, not a bad password.
@@ -227,13 +234,48 @@ class OpenShiftAccessController:
             headers={"WWW-Authenticate": self.challenge(conn, needed, "insufficient_scope")},
         )
 
-    def _deny(self, conn: HTTPConnection, identity: Identity, check: Check, needed: list[Access]) -> None:
+    async def _authorize_api(
+        self, conn: HTTPConnection, identity: Identity, access: ApiAccess, needed: list[Needed]
+    ) -> None:
+        """The exact check decides on every request, whatever the credential. A bearer JWT must
+        also carry the route's scope: a scope is a capability the token endpoint hands out only
+        to callers allowed everything it covers, so a JWT never widens what its subject may do."""
+        if not await self.authorizer.allowed(identity, access.check):
+            if not access.purpose:
+                self._deny(conn, identity, access.check, needed)
+            lacking = [
+                a.check
+                for a in needed
+                if isinstance(a, ApiAccess)
+                and a.purpose == access.purpose
+                and not await self.authorizer.allowed(identity, a.check)
+            ]
+            reason = f"{identity.name} cannot {access.purpose}: it lacks {describe_lacking(lacking)} itself"
+            self._deny(conn, identity, access.check, needed, reason)
+        if identity.claims is None or _carries(identity, access.scope):
+            return
+        for check in checks_for(access.scope):
+            if not await self.authorizer.allowed(identity, check):
+                scope = f"{access.scope.type}:{access.scope.name}:{access.scope.action}"
+                reason = (
+                    f"{identity.name} cannot {check.describe()}, which a bearer token for {scope} needs; "
+                    "present a long-lived token (Basic or Bearer) instead"
+                )
+                self._deny(conn, identity, check, needed, reason)
+        raise Unauthorized(
+            "token does not grant this operation",
+            headers={"WWW-Authenticate": self.challenge(conn, needed, "insufficient_scope")},
+        )
+
+    def _deny(
+        self, conn: HTTPConnection, identity: Identity, check: Check, needed: list[Needed], reason: str = ""
+    ) -> None:
         if identity.anonymous:
             raise Unauthorized(
                 f"authentication required: anonymous users cannot {check.describe()}",
                 headers={"WWW-Authenticate": self.challenge(conn, needed)},
             )
-        reason = f"{identity.name} cannot {check.describe()}"
+        reason = reason or f"{identity.name} cannot {check.describe()}"
         # 403 for every method (README, the OCI spec, RFC 6750 section 3.1). A HEAD answer has no
         # body to carry the reason, so it also rides in an insufficient_scope challenge, which
         # RFC 6750 clients such as docker print; podman and skopeo print "403 (Forbidden)".
@@ -298,9 +340,16 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
     return type_, name, [a for a in actions.split(",") if a in allowed]
 
 
-def _scopes(needed: list[Access]) -> str:
+def _carries(identity: Identity, scope: Access) -> bool:
+    """Whether the caller's bearer JWT grants the docker scope."""
+    granted = granted_actions(identity.claims or {}, scope.type, scope.name)
+    return scope.action in granted or "*" in granted
+
+
+def _scopes(needed: list[Needed]) -> str:
     by_name: dict[tuple[str, str], list[str]] = {}
-    for a in needed:
+    for item in needed:
+        a = item.scope if isinstance(item, ApiAccess) else item
         by_name.setdefault((a.type, a.name), [])
         if a.action not in by_name[(a.type, a.name)]:
             by_name[(a.type, a.name)].append(a.action)

@@ -8,9 +8,9 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
+from auth.access import Check
 from auth.roles import ROLES
 from auth.store import AuthStore, Binding
 from auth.subjects import UNAUTHENTICATED, Identity
@@ -18,17 +18,6 @@ from registry.cache import Generation
 
 AUTH_SLOT = "@auth"  # the generation slot that role-binding and token changes bump
 MAX_AGE = 10.0  # seconds a snapshot of role bindings may be used without reloading
-
-
-@dataclass(frozen=True)
-class Check:
-    verb: str
-    resource: str
-    namespace: str | None  # None: cluster-wide
-
-    def describe(self) -> str:
-        where = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
-        return f"{self.verb} {self.resource} {where}"
 
 
 class Authorizer(Protocol):

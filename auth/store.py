@@ -12,7 +12,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from auth.passwords import hash_password, verify_password
 from auth.roles import resolve_role
-from auth.subjects import SubjectInvalid, is_service_account, parse_subject, service_account_parts
+from auth.subjects import SubjectInvalid, is_service_account, parse_namespace, parse_subject, service_account_parts
 from registry.metadata.db import Database, as_utc, utcnow
 from registry.metadata.schema import role_bindings, service_accounts, tokens, users
 
@@ -237,6 +237,7 @@ class AuthStore:
     async def add_role(self, role: str, subject_text: str, namespace: str | None) -> Binding:
         role_name = resolve_role(role).name
         subject = parse_subject(subject_text)
+        namespace = parse_namespace(namespace) if namespace is not None else None
         binding = Binding(role_name, subject, namespace)
 
         def run(conn: Connection) -> None:
@@ -268,9 +269,13 @@ class AuthStore:
         if not await self.db.write(run):
             raise NotFound(f"{subject} has no role {role_name} {'in ' + namespace if namespace else 'cluster-wide'}")
 
-    async def bindings(self) -> list[Binding]:
+    async def bindings(self, namespace: str | None = None) -> list[Binding]:
+        """Every binding, or those of one namespace."""
+
         def run(conn: Connection) -> list[Binding]:
             query = select(role_bindings.c.role, role_bindings.c.subject, role_bindings.c.namespace)
+            if namespace is not None:
+                query = query.where(role_bindings.c.namespace == namespace)
             return [Binding(r.role, r.subject, r.namespace) for r in conn.execute(query).all()]
 
         return await self.db.read(run)

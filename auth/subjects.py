@@ -64,6 +64,13 @@ def parse_subject(text: str) -> str:
     return text
 
 
+def parse_namespace(text: str) -> str:
+    """A namespace as role bindings name it: a repository path component."""
+    if not NAMESPACE_RE.fullmatch(text) or len(text) > 255:
+        raise SubjectInvalid(f"invalid namespace {text!r}")
+    return text
+
+
 def _service_account(ns: str, name: str) -> str:
     if not NAMESPACE_RE.fullmatch(ns):
         raise SubjectInvalid(f"invalid namespace {ns!r}")

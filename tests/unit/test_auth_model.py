@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from auth import grants
 from auth.access import Access
 from auth.controller import checks_for, namespace_of, parse_scope
 from auth.policy import Check
@@ -80,7 +81,40 @@ def test_access_records_map_to_openshift_checks():
     assert checks_for(Access("repository", "team/app", "delete")) == [Check("delete", "images", "team")]
     assert checks_for(Access("registry", "catalog", "*")) == []
     assert checks_for(Access("registry", "metrics", "get")) == [Check("get", "registry/metrics", None)]
-    assert checks_for(Access("registry", "admin", "*")) == [Check("delete", "images", None)]
+    # The admin API's scope stands for every admin operation, cluster-wide.
+    admin = checks_for(Access("registry", "admin", "*"))
+    assert Check("create", "rolebindings", None) in admin
+    assert Check("create", "tokens", None) in admin
+    assert Check("create", "subjectaccessreviews", None) in admin
+    assert all(c.namespace is None for c in admin)
+    assert Check("delete", "images", None) not in admin
+
+
+@pytest.mark.parametrize("role", ["registry-viewer", "registry-editor", "admin", "system:image-pruner"])
+def test_only_cluster_admin_manages_identities(role):
+    for resource in ("users", "serviceaccounts", "tokens", "subjectaccessreviews"):
+        for verb in ("create", "get", "list", "delete"):
+            assert not ROLES[role].allows(verb, resource), (role, verb, resource)
+            assert ROLES["cluster-admin"].allows(verb, resource)
+    assert not ROLES[role].allows("create", "rolebindings") or role == "admin"
+
+
+def test_granting_a_role_needs_every_permission_it_grants():
+    needed = grants.to_grant("system:image-puller", "team")
+    assert [a.check for a in needed] == [
+        Check("create", "rolebindings", "team"),
+        Check("get", "imagestreams/layers", "team"),
+        Check("get", "images", "team"),
+        Check("list", "images", "team"),
+        Check("get", "imagestreams", "team"),
+        Check("list", "imagestreams", "team"),
+    ]
+    assert {a.purpose for a in needed[1:]} == {"grant role registry-viewer in namespace team"}
+    assert all(a.scope == Access("registry", "admin", "*") for a in needed)
+    cluster = grants.to_grant("cluster-admin", None)
+    assert Check("create", "users", None) in [a.check for a in cluster]
+    with pytest.raises(KeyError):
+        grants.to_grant("root", "team")
 
 
 def test_single_component_repositories_have_no_namespace():
