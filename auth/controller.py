@@ -18,9 +18,10 @@ from starlette.requests import HTTPConnection
 from auth.access import Access, ApiAccess, Check, Needed
 from auth.authn import Authenticator, DatabaseAuthenticator
 from auth.grants import describe_lacking
-from auth.jwt_tokens import InvalidToken, TokenIssuer, granted_actions
+from auth.jwt_tokens import LEEWAY, InvalidToken, TokenIssuer, granted_actions
 from auth.policy import Authorizer
 from auth.ratelimit import FailureLimiter
+from auth.revocations import RevokedTokens
 from auth.roles import ADMIN_OPERATIONS
 from auth.store import AuthStore
 from auth.subjects import ANONYMOUS, ANONYMOUS_USER, Identity, identity_for
@@ -95,15 +96,18 @@ class OpenShiftAccessController:
         self.authenticator: Authenticator = DatabaseAuthenticator(store, generation)
         self.limiter = FailureLimiter(config.slow_after, config.max_failures, config.failure_window, config.lockout)
         self._jwt_identities: dict[str, tuple[float, Identity]] = {}
+        self.revoked = RevokedTokens(store, generation, float(config.token_ttl) + 2 * LEEWAY)
 
     # -- authentication -------------------------------------------------------------------------
 
     async def _credentials(self, user: str, secret: str) -> Identity:
         if not secret:
             raise BadCredentials("empty password")
-        subject = await self.authenticator.subject_for_token(secret)
-        if subject is None and user:
-            subject = await self.authenticator.subject_for_password(user, secret)
+        token = await self.authenticator.token(secret)
+        if token is not None:
+            expires = token.expires_at.timestamp() if token.expires_at is not None else None
+            return dataclasses.replace(identity_for(token.subject), token_id=token.id, token_expires=expires)
+        subject = await self.authenticator.subject_for_password(user, secret) if user else None
         if subject is None:
             raise BadCredentials("invalid credentials")
         return identity_for(subject)
@@ -133,6 +137,14 @@ class OpenShiftAccessController:
         raise BadCredentials("unsupported authorization scheme (use Basic or Bearer)")
 
     async def _jwt_identity(self, token: str) -> Identity:
+        identity = await self._verified_jwt(token)
+        # On every request, cached or not: a JWT dies with the long-lived token it was minted from.
+        token_id = (identity.claims or {}).get("tid")
+        if token_id is not None and await self.revoked.contains(token_id):
+            raise BadCredentials("the token this bearer token was issued for has been revoked")
+        return identity
+
+    async def _verified_jwt(self, token: str) -> Identity:
         # Hot path: a client reuses its JWT for many requests; keep the identity it maps to.
         cached = self._jwt_identities.get(token)
         if cached is not None and cached[0] > time.time():

@@ -17,6 +17,7 @@ from registry.metadata.db import Database, as_utc, utcnow
 from registry.metadata.schema import role_bindings, service_accounts, tokens, users
 
 TOKEN_PREFIX = "okr_"
+AUTH_SLOT = "@auth"  # the generation slot that changes to tokens and role bindings bump
 
 
 class NotFound(Exception):
@@ -57,12 +58,21 @@ class Binding:
         return {"role": self.role, "subject": self.subject, "namespace": self.namespace}
 
 
+@dataclass(frozen=True)
+class ValidToken:
+    """A long-lived token that authenticates now."""
+
+    id: str
+    subject: str
+    expires_at: datetime | None
+
+
 def secret_hash(secret: str) -> str:
     """Tokens carry 256 random bits, so a plain SHA-256 is a safe, fast lookup key."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-_TOKEN_BY_HASH = select(tokens.c.subject, tokens.c.expires_at, tokens.c.revoked_at).where(
+_TOKEN_BY_HASH = select(tokens.c.id, tokens.c.subject, tokens.c.expires_at, tokens.c.revoked_at).where(
     tokens.c.secret_hash == bindparam("hash")
 )
 
@@ -192,24 +202,32 @@ class AuthStore:
         )
         return secret, info
 
-    async def token_subject(self, secret: str) -> tuple[str, datetime | None] | None:
-        """The subject of a valid (unrevoked, unexpired) token and its expiry, or None."""
+    async def valid_token(self, secret: str) -> ValidToken | None:
+        """The token with this secret, if it is neither revoked nor expired."""
         row = await self.db.read(lambda conn: conn.execute(_TOKEN_BY_HASH, {"hash": secret_hash(secret)}).first())
         if row is None or row.revoked_at is not None:
             return None
         expires = as_utc(row.expires_at) if row.expires_at else None
         if expires is not None and expires <= utcnow():
             return None
-        return row.subject, expires
+        return ValidToken(row.id, row.subject, expires)
 
     async def revoke_token(self, token_id: str) -> None:
         def run(conn: Connection) -> int:
-            return conn.execute(
+            revoked = conn.execute(
                 update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=utcnow())
             ).rowcount
+            if revoked:
+                self.db.notify(conn, AUTH_SLOT)  # replicas drop the token and its JWTs at once
+            return revoked
 
         if not await self.db.write(run):
             raise NotFound(f"no active token {token_id}")
+
+    async def revoked_since(self, since: datetime) -> set[str]:
+        """Ids of the tokens revoked at or after `since`."""
+        query = select(tokens.c.id).where(tokens.c.revoked_at >= since)
+        return await self.db.read(lambda conn: set(conn.execute(query).scalars()))
 
     async def list_tokens(self, subject_text: str | None = None) -> list[TokenInfo]:
         subject = parse_subject(subject_text) if subject_text else None
@@ -248,6 +266,7 @@ class AuthStore:
                     self.db.insert_ignore(role_bindings, "role", "subject", "namespace"),
                     {"role": role_name, "subject": subject, "namespace": namespace, "created_at": utcnow()},
                 )
+            self.db.notify(conn, AUTH_SLOT)
 
         await self.db.write(run)
         return binding
@@ -260,11 +279,14 @@ class AuthStore:
             ns_match = (
                 role_bindings.c.namespace.is_(None) if namespace is None else role_bindings.c.namespace == namespace
             )
-            return conn.execute(
+            removed = conn.execute(
                 delete(role_bindings).where(
                     role_bindings.c.role == role_name, role_bindings.c.subject == subject, ns_match
                 )
             ).rowcount
+            if removed:
+                self.db.notify(conn, AUTH_SLOT)
+            return removed
 
         if not await self.db.write(run):
             raise NotFound(f"{subject} has no role {role_name} {'in ' + namespace if namespace else 'cluster-wide'}")

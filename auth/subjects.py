@@ -32,6 +32,10 @@ class Identity:
     groups: tuple[str, ...] = field(default=(AUTHENTICATED,))
     anonymous: bool = False
     claims: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    # When it presented a long-lived token: its id and expiry (epoch seconds), which bound the
+    # JWTs the token endpoint mints for it.
+    token_id: str | None = field(default=None, compare=False)
+    token_expires: float | None = field(default=None, compare=False)
 
     @property
     def subjects(self) -> tuple[str, ...]:
