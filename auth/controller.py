@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +21,7 @@ from auth.authn import Authenticator, DatabaseAuthenticator
 from auth.grants import describe_lacking
 from auth.jwt_tokens import LEEWAY, InvalidToken, TokenIssuer, granted_actions
 from auth.policy import Authorizer
-from auth.ratelimit import FailureLimiter
+from auth.ratelimit import FailureLimiter, LockedOut
 from auth.revocations import RevokedTokens
 from auth.roles import ADMIN_OPERATIONS
 from auth.store import AuthStore
@@ -94,26 +95,48 @@ class OpenShiftAccessController:
         self.repository_exists = repository_exists
         self.base_url = base_url
         self.authenticator: Authenticator = DatabaseAuthenticator(store, generation)
-        self.limiter = FailureLimiter(config.slow_after, config.max_failures, config.failure_window, config.lockout)
+        self.limiter = FailureLimiter(
+            store.db, config.slow_after, config.max_failures, config.failure_window, config.lockout
+        )
         self._jwt_identities: dict[str, tuple[float, Identity]] = {}
         self.revoked = RevokedTokens(store, generation, float(config.token_ttl) + 2 * LEEWAY)
 
     # -- authentication -------------------------------------------------------------------------
 
-    async def _credentials(self, user: str, secret: str) -> Identity:
+    async def _credentials(self, user: str, secret: str, client: str) -> Identity:
         if not secret:
             raise BadCredentials("empty password")
+        # A token first: it cannot be guessed, so it is accepted even from a locked-out client.
         token = await self.authenticator.token(secret)
         if token is not None:
             expires = token.expires_at.timestamp() if token.expires_at is not None else None
             return dataclasses.replace(identity_for(token.subject), token_id=token.id, token_expires=expires)
-        subject = await self.authenticator.subject_for_password(user, secret) if user else None
-        if subject is None:
+        if not user:
             raise BadCredentials("invalid credentials")
-        return identity_for(subject)
+        return await self._password(user, secret, client)
+
+    async def _password(self, user: str, password: str, client: str) -> Identity:
+        """A password attempt: counted against the client and the account before the check
+        (refused while either is locked out), given back if the password is right."""
+        try:
+            attempt = await self.limiter.admit(client, user)
+        except LockedOut as e:
+            raise TooManyRequests(
+                "too many failed logins from this client or for this account; try again later",
+                headers={"Retry-After": str(max(math.ceil(e.retry_after), 1))},
+            ) from None
+        subject = await self.authenticator.subject_for_password(user, password)
+        if subject is not None:
+            await self.limiter.succeeded(attempt)
+            return identity_for(subject)
+        delay = self.limiter.delay(attempt)
+        if delay:
+            await asyncio.sleep(delay)
+        raise BadCredentials("invalid credentials")
 
     async def identify(self, conn: HTTPConnection) -> Identity | None:
         """The caller, or None when the request carries no credentials at all."""
+        client = self._client(conn)
         header = conn.headers.get("authorization")
         if not header:
             return None
@@ -126,13 +149,13 @@ class OpenShiftAccessController:
                 raise BadCredentials("undecodable Basic credentials") from None
             if not sep:
                 raise BadCredentials("Basic credentials without a password")
-            return await self._credentials(user, secret)
+            return await self._credentials(user, secret, client)
         if scheme == "bearer":
             if value in ("", "anonymous"):
                 return None
             if value.count(".") == 2:
                 return await self._jwt_identity(value)
-            return await self._credentials("", value)
+            return await self._credentials("", value, client)
         # Never echo the header: a client that forgot "Bearer " would see its secret logged.
         raise BadCredentials("unsupported authorization scheme (use Basic or Bearer)")
 
@@ -165,24 +188,14 @@ class OpenShiftAccessController:
         return conn.client.host if conn.client else "-"
 
     async def authenticate(self, conn: HTTPConnection, allow_jwt: bool = True) -> Identity | None:
-        """identify() with brute-force protection: failures from one client are slowed,
-        then refused with 429 for a while. `allow_jwt=False` refuses our own bearer JWTs
-        (the token endpoint: a JWT must not be exchanged for a fresh or broader one)."""
-        client = self._client(conn)
-        wait = self.limiter.check(client)
-        if wait is None:
-            raise TooManyRequests(
-                "too many failed logins from this client; try again later",
-                headers={"Retry-After": str(int(self.config.lockout))},
-            )
+        """identify(), answering bad credentials with 401 (and password guessing with 429).
+        `allow_jwt=False` refuses our own bearer JWTs (the token endpoint: a JWT must not be
+        exchanged for a fresh or broader one)."""
         try:
             identity = await self.identify(conn)
             if identity is not None and identity.claims is not None and not allow_jwt:
                 raise BadCredentials("a bearer JWT cannot be exchanged for another; present a token or password")
         except BadCredentials as e:
-            delay = self.limiter.failed(client)
-            if delay:
-                await asyncio.sleep(delay)
             raise Unauthorized(str(e), headers={"WWW-Authenticate": self.challenge(conn, [])}) from None
         return identity
 

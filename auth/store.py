@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ class AuthStore:
         subject = parse_subject(name)
         if is_service_account(subject) or subject.startswith("system:"):
             raise SubjectInvalid(f"{name!r} is not a user name")
-        pw_hash = hash_password(password) if password else None
+        pw_hash = await asyncio.to_thread(hash_password, password) if password else None
 
         def run(conn: Connection) -> None:
             if conn.execute(select(users.c.name).where(users.c.name == subject)).first():
@@ -97,7 +98,7 @@ class AuthStore:
         await self.db.write(run)
 
     async def set_password(self, name: str, password: str | None) -> None:
-        pw_hash = hash_password(password) if password else None
+        pw_hash = await asyncio.to_thread(hash_password, password) if password else None
 
         def run(conn: Connection) -> int:
             return conn.execute(update(users).where(users.c.name == name).values(password_hash=pw_hash)).rowcount
@@ -163,7 +164,8 @@ class AuthStore:
             return conn.execute(select(users.c.password_hash).where(users.c.name == name)).scalar()
 
         stored = await self.db.read(run) if not name.startswith("system:") else None
-        return verify_password(password, stored)
+        # scrypt takes tens of milliseconds: never on the event loop.
+        return await asyncio.to_thread(verify_password, password, stored)
 
     # -- tokens ----------------------------------------------------------------------------------
 

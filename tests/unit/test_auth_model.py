@@ -8,7 +8,7 @@ from auth import grants
 from auth.access import Access
 from auth.controller import checks_for, namespace_of, parse_scope
 from auth.policy import Check
-from auth.ratelimit import FailureLimiter
+from auth.ratelimit import Attempt, FailureLimiter, attempt_keys
 from auth.roles import ROLES, resolve_role
 from auth.subjects import SubjectInvalid, identity_for, parse_subject
 from registry.errors import NameInvalid
@@ -139,25 +139,13 @@ def test_scope_parsing(scope, parsed):
     assert parse_scope(scope) == parsed
 
 
-def test_failure_limiter_slows_then_locks_out(monkeypatch):
-    clock = [1000.0]
-    monkeypatch.setattr("auth.ratelimit.time.monotonic", lambda: clock[0])
-    limiter = FailureLimiter(slow_after=2, max_failures=5, window=60, lockout=300)
-    delays = [limiter.failed("1.2.3.4") for _ in range(4)]
-    assert delays[0] == 0 and delays[1] > 0 and delays[3] > delays[2]
-    assert limiter.check("1.2.3.4") == 0.0
-    limiter.failed("1.2.3.4")  # the fifth failure locks the client out
-    assert limiter.check("1.2.3.4") is None
-    assert limiter.check("5.6.7.8") == 0.0  # other clients are unaffected
-    clock[0] += 301
-    assert limiter.check("1.2.3.4") == 0.0
+def test_failed_password_answers_are_slowed_more_and_more():
+    limiter = FailureLimiter(None, slow_after=2, max_failures=6, window=900, lockout=300)  # type: ignore[arg-type]
+    delays = [limiter.delay(Attempt(("client:c",), count)) for count in range(1, 7)]
+    assert delays[:1] == [0.0] and delays[1] > 0 and delays[3] > delays[2] > delays[1]
+    assert delays[-1] == 0.0  # the attempt that reaches the limit: the next one is refused anyway
 
 
-def test_failures_outside_the_window_are_forgotten(monkeypatch):
-    clock = [0.0]
-    monkeypatch.setattr("auth.ratelimit.time.monotonic", lambda: clock[0])
-    limiter = FailureLimiter(slow_after=1, max_failures=3, window=10, lockout=300)
-    for _ in range(10):
-        limiter.failed("c")
-        clock[0] += 11
-    assert limiter.check("c") == 0.0
+def test_attempt_keys_are_the_client_and_the_account_in_a_fixed_order():
+    assert attempt_keys("10.0.0.1", "alice") == ("account:alice", "client:10.0.0.1")
+    assert attempt_keys("10.0.0.1", "x" * 1000) == ("account:" + "x" * 300, "client:10.0.0.1")
