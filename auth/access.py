@@ -1,6 +1,10 @@
-"""The access hook. Each route declares the access records a request needs (as
-distribution's appendAccessRecords does); the controller decides before the
-handler runs. Handlers never check permissions themselves."""
+"""The access hook. Each route declares the access a request needs (as distribution's
+appendAccessRecords does); the controller decides before the handler runs. Handlers
+never check permissions themselves.
+
+A route declares either docker scopes (`Access`, for /v2/: each maps to checks the
+way OpenShift's registry maps them) or exact API checks (`ApiAccess`: one verb on one
+resource in one namespace, as a Kubernetes SubjectAccessReview asks it)."""
 
 from __future__ import annotations
 
@@ -14,13 +18,45 @@ from auth.subjects import ANONYMOUS, Identity
 
 @dataclass(frozen=True)
 class Access:
+    """A docker scope: `type:name:action`."""
+
     type: str  # "repository" or "registry"
-    name: str  # repository name, or "catalog"
-    action: str  # "pull", "push", "delete" or "*"
+    name: str  # repository name, or "catalog", "metrics", "admin", "imagepruners"
+    action: str  # "pull", "push", "delete", "get" or "*"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The SubjectAccessReview question: may the caller do `verb` on `resource` in `namespace`?"""
+
+    verb: str
+    resource: str
+    namespace: str | None  # None: cluster-wide
+
+    def describe(self) -> str:
+        where = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
+        return f"{self.verb} {self.resource} {where}"
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """An exact API check a route needs, decided on every request. `scope` is the docker scope
+    that challenges name and that a bearer JWT must carry for it (the check still decides).
+    Checks sharing a `purpose` are refused together, naming all that is lacking."""
+
+    check: Check
+    scope: Access
+    purpose: str = ""
+
+
+Needed = Access | ApiAccess
+
+# Bearer JWTs carry the access-management API (/admin/v1) under this one scope.
+ADMIN_SCOPE = Access("registry", "admin", "*")
 
 
 class AccessController(Protocol):
-    async def authorize(self, conn: HTTPConnection, needed: list[Access]) -> Identity:
+    async def authorize(self, conn: HTTPConnection, needed: list[Needed]) -> Identity:
         """Return who is calling, or raise Unauthorized / Denied."""
 
     async def may_read(self, identity: Identity, repository: str) -> bool:
@@ -34,7 +70,7 @@ class AccessController(Protocol):
 class AllowAll:
     """Open registry: everyone may do everything (the embedded default)."""
 
-    async def authorize(self, conn: HTTPConnection, needed: list[Access]) -> Identity:
+    async def authorize(self, conn: HTTPConnection, needed: list[Needed]) -> Identity:
         return ANONYMOUS
 
     async def may_read(self, identity: Identity, repository: str) -> bool:

@@ -1,6 +1,7 @@
 """The OpenShift-style access controller: who is calling, and may they do what the
-route needs? Each access record becomes a SubjectAccessReview-like check of a verb
-on a resource in the repository's namespace (its first path component)."""
+route needs? A docker scope becomes SubjectAccessReview-like checks of a verb on a
+resource in the repository's namespace (its first path component); an API route's
+exact check is asked as it is, on every request."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from auth.access import Access
+from auth.access import Access, ApiAccess, Check, Needed
 from auth.authn import Authenticator, DatabaseAuthenticator
-from auth.jwt_tokens import InvalidToken, TokenIssuer, granted_actions
-from auth.policy import Authorizer, Check
-from auth.ratelimit import FailureLimiter
+from auth.grants import describe_lacking
+from auth.jwt_tokens import LEEWAY, InvalidToken, TokenIssuer, granted_actions
+from auth.policy import Authorizer
+from auth.ratelimit import FailureLimiter, LockedOut
+from auth.revocations import RevokedTokens
+from auth.roles import ADMIN_OPERATIONS
 from auth.store import AuthStore
 from auth.subjects import ANONYMOUS, ANONYMOUS_USER, Identity, identity_for
 from registry.cache import Generation
@@ -44,7 +49,8 @@ def namespace_of(repository: str) -> str:
 
 
 def checks_for(access: Access, repository_exists: bool = True) -> list[Check]:
-    """The checks one access record needs (OpenShift's mapping)."""
+    """The checks a docker scope stands for (OpenShift's mapping): what a route declaring it
+    needs, and what the token endpoint requires before granting it."""
     if access.type == "repository":
         ns = namespace_of(access.name)
         if access.action == "pull":
@@ -63,8 +69,8 @@ def checks_for(access: Access, repository_exists: bool = True) -> list[Check]:
             return []  # everyone may list; the listing shows only what the caller may pull
         if access.name == "metrics":
             return [Check("get", "registry/metrics", None)]
-        if access.name == "admin":
-            return [Check("delete", "images", None)]
+        if access.name == "admin" and access.action == "*":
+            return [Check(verb, resource, None) for verb, resource in ADMIN_OPERATIONS]
         if access.name == "imagepruners":  # imageregistry.operator.openshift.io, cluster-scoped
             return [Check("get" if access.action == "get" else "update", "imagepruners", None)]
     raise Denied(f"unknown access {access.type}:{access.name}:{access.action}")
@@ -89,23 +95,48 @@ class OpenShiftAccessController:
         self.repository_exists = repository_exists
         self.base_url = base_url
         self.authenticator: Authenticator = DatabaseAuthenticator(store, generation)
-        self.limiter = FailureLimiter(config.slow_after, config.max_failures, config.failure_window, config.lockout)
+        self.limiter = FailureLimiter(
+            store.db, config.slow_after, config.max_failures, config.failure_window, config.lockout
+        )
         self._jwt_identities: dict[str, tuple[float, Identity]] = {}
+        self.revoked = RevokedTokens(store, generation, float(config.token_ttl) + 2 * LEEWAY)
 
     # -- authentication -------------------------------------------------------------------------
 
-    async def _credentials(self, user: str, secret: str) -> Identity:
+    async def _credentials(self, user: str, secret: str, client: str) -> Identity:
         if not secret:
             raise BadCredentials("empty password")
-        subject = await self.authenticator.subject_for_token(secret)
-        if subject is None and user:
-            subject = await self.authenticator.subject_for_password(user, secret)
-        if subject is None:
+        # A token first: it cannot be guessed, so it is accepted even from a locked-out client.
+        token = await self.authenticator.token(secret)
+        if token is not None:
+            expires = token.expires_at.timestamp() if token.expires_at is not None else None
+            return dataclasses.replace(identity_for(token.subject), token_id=token.id, token_expires=expires)
+        if not user:
             raise BadCredentials("invalid credentials")
-        return identity_for(subject)
+        return await self._password(user, secret, client)
+
+    async def _password(self, user: str, password: str, client: str) -> Identity:
+        """A password attempt: counted against the client and the account before the check
+        (refused while either is locked out), given back if the password is right."""
+        try:
+            attempt = await self.limiter.admit(client, user)
+        except LockedOut as e:
+            raise TooManyRequests(
+                "too many failed logins from this client or for this account; try again later",
+                headers={"Retry-After": str(max(math.ceil(e.retry_after), 1))},
+            ) from None
+        subject = await self.authenticator.subject_for_password(user, password)
+        if subject is not None:
+            await self.limiter.succeeded(attempt)
+            return identity_for(subject)
+        delay = self.limiter.delay(attempt)
+        if delay:
+            await asyncio.sleep(delay)
+        raise BadCredentials("invalid credentials")
 
     async def identify(self, conn: HTTPConnection) -> Identity | None:
         """The caller, or None when the request carries no credentials at all."""
+        client = self._client(conn)
         header = conn.headers.get("authorization")
         if not header:
             return None
@@ -118,17 +149,25 @@ class OpenShiftAccessController:
                 raise BadCredentials("undecodable Basic credentials") from None
             if not sep:
                 raise BadCredentials("Basic credentials without a password")
-            return await self._credentials(user, secret)
+            return await self._credentials(user, secret, client)
         if scheme == "bearer":
             if value in ("", "anonymous"):
                 return None
             if value.count(".") == 2:
                 return await self._jwt_identity(value)
-            return await self._credentials("", value)
+            return await self._credentials("", value, client)
         # Never echo the header: a client that forgot "Bearer " would see its secret logged.
         raise BadCredentials("unsupported authorization scheme (use Basic or Bearer)")
 
     async def _jwt_identity(self, token: str) -> Identity:
+        identity = await self._verified_jwt(token)
+        # On every request, cached or not: a JWT dies with the long-lived token it was minted from.
+        token_id = (identity.claims or {}).get("tid")
+        if token_id is not None and await self.revoked.contains(token_id):
+            raise BadCredentials("the token this bearer token was issued for has been revoked")
+        return identity
+
+    async def _verified_jwt(self, token: str) -> Identity:
         # Hot path: a client reuses its JWT for many requests; keep the identity it maps to.
         cached = self._jwt_identities.get(token)
         if cached is not None and cached[0] > time.time():
@@ -149,24 +188,14 @@ class OpenShiftAccessController:
         return conn.client.host if conn.client else "-"
 
     async def authenticate(self, conn: HTTPConnection, allow_jwt: bool = True) -> Identity | None:
-        """identify() with brute-force protection: failures from one client are slowed,
-        then refused with 429 for a while. `allow_jwt=False` refuses our own bearer JWTs
-        (the token endpoint: a JWT must not be exchanged for a fresh or broader one)."""
-        client = self._client(conn)
-        wait = self.limiter.check(client)
-        if wait is None:
-            raise TooManyRequests(
-                "too many failed logins from this client; try again later",
-                headers={"Retry-After": str(int(self.config.lockout))},
-            )
+        """identify(), answering bad credentials with 401 (and password guessing with 429).
+        `allow_jwt=False` refuses our own bearer JWTs (the token endpoint: a JWT must not be
+        exchanged for a fresh or broader one)."""
         try:
             identity = await self.identify(conn)
             if identity is not None and identity.claims is not None and not allow_jwt:
                 raise BadCredentials("a bearer JWT cannot be exchanged for another; present a token or password")
         except BadCredentials as e:
-            delay = self.limiter.failed(client)
-            if delay:
-                await asyncio.sleep(delay)
             raise Unauthorized(str(e), headers={"WWW-Authenticate": self.challenge(conn, [])}) from None
         return identity
 
@@ -178,7 +207,7 @@ class OpenShiftAccessController:
         base = self.base_url or f"{conn.url.scheme}://{conn.headers.get('host', conn.url.netloc)}"
         return base.rstrip("/") + "/openshift/token"
 
-    def challenge(self, conn: HTTPConnection, needed: list[Access], error: str | None = None) -> str:
+    def challenge(self, conn: HTTPConnection, needed: list[Needed], error: str | None = None) -> str:
         value = f'Bearer realm="{self.realm(conn)}",service="{self.config.service}"'
         scopes = _scopes(needed)
         if scopes:
@@ -187,16 +216,20 @@ class OpenShiftAccessController:
             value += f',error="{error}"'
         return value
 
-    async def authorize(self, conn: HTTPConnection, needed: list[Access]) -> Identity:
+    async def authorize(self, conn: HTTPConnection, needed: list[Needed]) -> Identity:
         identity = await self.authenticate(conn)
         # Known before any refusal, so that the access log names who was refused.
         conn.scope.setdefault("state", {})["identity"] = identity or ANONYMOUS
         if identity is None:
             # Let the route's own checks run first: a malformed name is a 400 for everyone.
             for access in needed:
-                checks_for(access)
+                if isinstance(access, Access):
+                    checks_for(access)
             raise Unauthorized(headers={"WWW-Authenticate": self.challenge(conn, needed)})
         for access in needed:
+            if isinstance(access, ApiAccess):
+                await self._authorize_api(conn, identity, access, needed)
+                continue
             exists = True
             if access.type == "repository" and access.action in ("push", "*"):
                 exists = await self.repository_exists(access.name)
@@ -210,12 +243,11 @@ class OpenShiftAccessController:
         return identity
 
     async def _authorize_jwt(
-        self, conn: HTTPConnection, identity: Identity, access: Access, checks: list[Check], needed: list[Access]
+        self, conn: HTTPConnection, identity: Identity, access: Access, checks: list[Check], needed: list[Needed]
     ) -> None:
         if not checks:
             return
-        granted = granted_actions(identity.claims or {}, access.type, access.name)
-        if access.action in granted or "*" in granted:
+        if _carries(identity, access):
             return
         # The token lacks the scope. Say "denied" if the caller could not get it anyway,
         # so podman and docker users read a permission problem, not a bad password.
@@ -227,23 +259,53 @@ class OpenShiftAccessController:
             headers={"WWW-Authenticate": self.challenge(conn, needed, "insufficient_scope")},
         )
 
-    def _deny(self, conn: HTTPConnection, identity: Identity, check: Check, needed: list[Access]) -> None:
+    async def _authorize_api(
+        self, conn: HTTPConnection, identity: Identity, access: ApiAccess, needed: list[Needed]
+    ) -> None:
+        """The exact check decides on every request, whatever the credential. A bearer JWT must
+        also carry the route's scope: a scope is a capability the token endpoint hands out only
+        to callers allowed everything it covers, so a JWT never widens what its subject may do."""
+        if not await self.authorizer.allowed(identity, access.check):
+            if not access.purpose:
+                self._deny(conn, identity, access.check, needed)
+            lacking = [
+                a.check
+                for a in needed
+                if isinstance(a, ApiAccess)
+                and a.purpose == access.purpose
+                and not await self.authorizer.allowed(identity, a.check)
+            ]
+            reason = f"{identity.name} cannot {access.purpose}: it lacks {describe_lacking(lacking)} itself"
+            self._deny(conn, identity, access.check, needed, reason)
+        if identity.claims is None or _carries(identity, access.scope):
+            return
+        for check in checks_for(access.scope):
+            if not await self.authorizer.allowed(identity, check):
+                scope = f"{access.scope.type}:{access.scope.name}:{access.scope.action}"
+                reason = (
+                    f"{identity.name} cannot {check.describe()}, which a bearer token for {scope} needs; "
+                    "present a long-lived token (Basic or Bearer) instead"
+                )
+                self._deny(conn, identity, check, needed, reason)
+        raise Unauthorized(
+            "token does not grant this operation",
+            headers={"WWW-Authenticate": self.challenge(conn, needed, "insufficient_scope")},
+        )
+
+    def _deny(
+        self, conn: HTTPConnection, identity: Identity, check: Check, needed: list[Needed], reason: str = ""
+    ) -> None:
         if identity.anonymous:
             raise Unauthorized(
                 f"authentication required: anonymous users cannot {check.describe()}",
                 headers={"WWW-Authenticate": self.challenge(conn, needed)},
             )
-        reason = f"{identity.name} cannot {check.describe()}"
-        if conn.scope.get("method") == "HEAD":
-            # A HEAD answer has no body to carry the reason, and podman, buildah and skopeo
-            # print only "403 (Forbidden)" for one. They do print the description of an
-            # insufficient_scope challenge, so a HEAD denial is answered that way.
-            challenge = self.challenge(conn, needed, "insufficient_scope")
-            description = reason.replace('"', "'")
-            raise Unauthorized(
-                f"denied: {reason}",
-                headers={"WWW-Authenticate": f'{challenge},error_description="denied: {description}"'},
-            )
+        reason = reason or f"{identity.name} cannot {check.describe()}"
+        # 403 for every method (README, the OCI spec, RFC 6750 section 3.1). A HEAD answer has no
+        # body to carry the reason, so it also rides in an insufficient_scope challenge, which
+        # RFC 6750 clients such as docker print; podman and skopeo print "403 (Forbidden)".
+        challenge = self.challenge(conn, needed, "insufficient_scope")
+        description = reason.replace('"', "'")
         raise Denied(
             reason,
             detail={
@@ -252,6 +314,7 @@ class OpenShiftAccessController:
                 "namespace": check.namespace,
                 "subject": identity.name,
             },
+            headers={"WWW-Authenticate": f'{challenge},error_description="denied: {description}"'},
         )
 
     async def may_read(self, identity: Any, repository: str) -> bool:
@@ -302,9 +365,16 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
     return type_, name, [a for a in actions.split(",") if a in allowed]
 
 
-def _scopes(needed: list[Access]) -> str:
+def _carries(identity: Identity, scope: Access) -> bool:
+    """Whether the caller's bearer JWT grants the docker scope."""
+    granted = granted_actions(identity.claims or {}, scope.type, scope.name)
+    return scope.action in granted or "*" in granted
+
+
+def _scopes(needed: list[Needed]) -> str:
     by_name: dict[tuple[str, str], list[str]] = {}
-    for a in needed:
+    for item in needed:
+        a = item.scope if isinstance(item, ApiAccess) else item
         by_name.setdefault((a.type, a.name), [])
         if a.action not in by_name[(a.type, a.name)]:
             by_name[(a.type, a.name)].append(a.action)

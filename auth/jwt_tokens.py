@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, select, update
 
-from auth.policy import AUTH_SLOT
+from auth.store import AUTH_SLOT
 from registry.cache import Generation
 from registry.config import AuthConfig
 from registry.metadata.db import Database, as_utc, utcnow
@@ -131,8 +131,12 @@ class TokenIssuer:
         await self._reload()
         return kid
 
-    async def mint(self, subject: str, grants: list[Grant]) -> tuple[str, int, str]:
-        """A signed token, its lifetime in seconds and its issue time (RFC 3339)."""
+    async def mint(
+        self, subject: str, grants: list[Grant], token_id: str | None = None, not_after: float | None = None
+    ) -> tuple[str, int, str]:
+        """A signed token, its lifetime in seconds and its issue time (RFC 3339). Minted from a
+        long-lived token, it names it (`tid`: revoking the token refuses the JWT) and expires
+        no later than it (`not_after`, epoch seconds)."""
         if (self.generation is not None and self.generation.stamp(AUTH_SLOT) != self._stamp) or (
             time.monotonic() - self._last_reload > KEY_REFRESH
         ):
@@ -141,7 +145,9 @@ class TokenIssuer:
         kid, key = self._signing
         now = int(time.time())
         ttl = int(self.config.token_ttl)
-        claims = {
+        if not_after is not None:
+            ttl = max(min(ttl, int(not_after) - now), 0)
+        claims: dict[str, Any] = {
             "iss": self.config.issuer,
             "sub": subject,
             "aud": self.config.service,
@@ -151,6 +157,8 @@ class TokenIssuer:
             "jti": secrets.token_urlsafe(12),
             "access": [g.as_claim() for g in grants],
         }
+        if token_id is not None:
+            claims["tid"] = token_id
         token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
         issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         return token, ttl, issued
@@ -183,6 +191,8 @@ class TokenIssuer:
             raise InvalidToken(str(e)) from None
         if not isinstance(claims.get("access", []), list):
             raise InvalidToken("malformed access claim")
+        if not isinstance(claims.get("tid", ""), str):
+            raise InvalidToken("malformed tid claim")
         if retired is not None and (not isinstance(claims["iat"], int | float) or claims["iat"] > retired + LEEWAY):
             raise InvalidToken("token signed by a retired key after its retirement")
         return claims

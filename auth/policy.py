@@ -8,27 +8,15 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
+from auth.access import Check
 from auth.roles import ROLES
-from auth.store import AuthStore, Binding
+from auth.store import AUTH_SLOT, AuthStore, Binding
 from auth.subjects import UNAUTHENTICATED, Identity
 from registry.cache import Generation
 
-AUTH_SLOT = "@auth"  # the generation slot that role-binding and token changes bump
 MAX_AGE = 10.0  # seconds a snapshot of role bindings may be used without reloading
-
-
-@dataclass(frozen=True)
-class Check:
-    verb: str
-    resource: str
-    namespace: str | None  # None: cluster-wide
-
-    def describe(self) -> str:
-        where = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
-        return f"{self.verb} {self.resource} {where}"
 
 
 class Authorizer(Protocol):
@@ -51,7 +39,8 @@ class BindingAuthorizer:
         self._lock = asyncio.Lock()
 
     def changed(self) -> None:
-        """Call after changing bindings: every process reloads before its next check."""
+        """Call after changing bindings or revoking tokens: every process on this host reloads
+        before its next check (on PostgreSQL the change also notified every replica)."""
         self.generation.bump(AUTH_SLOT)
 
     async def _refresh(self) -> None:

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 #   pull   -> get    imagestreams/layers        push -> update imagestreams/layers
 #   new repository -> create imagestreams       delete manifests/tags/blobs -> delete images
 #   catalog of everything -> list imagestreams (cluster)   metrics -> get registry/metrics
-#   role bindings in a namespace -> create/delete rolebindings
 #   the ImagePruner resource -> get/update imagepruners (cluster; only cluster-admin has it)
+# and the access-management API (/admin/v1), each operation its own verb and resource as
+# Kubernetes RBAC has them: create/get/list/delete users, serviceaccounts, tokens (cluster)
+# and rolebindings (in the binding's namespace), create subjectaccessreviews (can-i, who-can).
 VERBS = ("get", "list", "create", "update", "delete")
 RESOURCES = (
     "imagestreams",
@@ -19,8 +21,20 @@ RESOURCES = (
     "rolebindings",
     "registry/metrics",
     "users",
+    "serviceaccounts",
     "tokens",
+    "subjectaccessreviews",
     "imagepruners",
+)
+# Every operation of the access-management API, as (verb, resource); a bearer JWT carries the
+# API's scope (registry:admin:*) only for callers allowed all of them cluster-wide.
+ADMIN_OPERATIONS = (
+    *(
+        (verb, resource)
+        for resource in ("users", "serviceaccounts", "tokens", "rolebindings")
+        for verb in ("create", "get", "list", "delete")
+    ),
+    ("create", "subjectaccessreviews"),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -12,11 +13,12 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from auth.passwords import hash_password, verify_password
 from auth.roles import resolve_role
-from auth.subjects import SubjectInvalid, is_service_account, parse_subject, service_account_parts
+from auth.subjects import SubjectInvalid, is_service_account, parse_namespace, parse_subject, service_account_parts
 from registry.metadata.db import Database, as_utc, utcnow
 from registry.metadata.schema import role_bindings, service_accounts, tokens, users
 
 TOKEN_PREFIX = "okr_"
+AUTH_SLOT = "@auth"  # the generation slot that changes to tokens and role bindings bump
 
 
 class NotFound(Exception):
@@ -57,12 +59,21 @@ class Binding:
         return {"role": self.role, "subject": self.subject, "namespace": self.namespace}
 
 
+@dataclass(frozen=True)
+class ValidToken:
+    """A long-lived token that authenticates now."""
+
+    id: str
+    subject: str
+    expires_at: datetime | None
+
+
 def secret_hash(secret: str) -> str:
     """Tokens carry 256 random bits, so a plain SHA-256 is a safe, fast lookup key."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-_TOKEN_BY_HASH = select(tokens.c.subject, tokens.c.expires_at, tokens.c.revoked_at).where(
+_TOKEN_BY_HASH = select(tokens.c.id, tokens.c.subject, tokens.c.expires_at, tokens.c.revoked_at).where(
     tokens.c.secret_hash == bindparam("hash")
 )
 
@@ -77,7 +88,7 @@ class AuthStore:
         subject = parse_subject(name)
         if is_service_account(subject) or subject.startswith("system:"):
             raise SubjectInvalid(f"{name!r} is not a user name")
-        pw_hash = hash_password(password) if password else None
+        pw_hash = await asyncio.to_thread(hash_password, password) if password else None
 
         def run(conn: Connection) -> None:
             if conn.execute(select(users.c.name).where(users.c.name == subject)).first():
@@ -87,7 +98,7 @@ class AuthStore:
         await self.db.write(run)
 
     async def set_password(self, name: str, password: str | None) -> None:
-        pw_hash = hash_password(password) if password else None
+        pw_hash = await asyncio.to_thread(hash_password, password) if password else None
 
         def run(conn: Connection) -> int:
             return conn.execute(update(users).where(users.c.name == name).values(password_hash=pw_hash)).rowcount
@@ -153,7 +164,8 @@ class AuthStore:
             return conn.execute(select(users.c.password_hash).where(users.c.name == name)).scalar()
 
         stored = await self.db.read(run) if not name.startswith("system:") else None
-        return verify_password(password, stored)
+        # scrypt takes tens of milliseconds: never on the event loop.
+        return await asyncio.to_thread(verify_password, password, stored)
 
     # -- tokens ----------------------------------------------------------------------------------
 
@@ -192,24 +204,32 @@ class AuthStore:
         )
         return secret, info
 
-    async def token_subject(self, secret: str) -> tuple[str, datetime | None] | None:
-        """The subject of a valid (unrevoked, unexpired) token and its expiry, or None."""
+    async def valid_token(self, secret: str) -> ValidToken | None:
+        """The token with this secret, if it is neither revoked nor expired."""
         row = await self.db.read(lambda conn: conn.execute(_TOKEN_BY_HASH, {"hash": secret_hash(secret)}).first())
         if row is None or row.revoked_at is not None:
             return None
         expires = as_utc(row.expires_at) if row.expires_at else None
         if expires is not None and expires <= utcnow():
             return None
-        return row.subject, expires
+        return ValidToken(row.id, row.subject, expires)
 
     async def revoke_token(self, token_id: str) -> None:
         def run(conn: Connection) -> int:
-            return conn.execute(
+            revoked = conn.execute(
                 update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=utcnow())
             ).rowcount
+            if revoked:
+                self.db.notify(conn, AUTH_SLOT)  # replicas drop the token and its JWTs at once
+            return revoked
 
         if not await self.db.write(run):
             raise NotFound(f"no active token {token_id}")
+
+    async def revoked_since(self, since: datetime) -> set[str]:
+        """Ids of the tokens revoked at or after `since`."""
+        query = select(tokens.c.id).where(tokens.c.revoked_at >= since)
+        return await self.db.read(lambda conn: set(conn.execute(query).scalars()))
 
     async def list_tokens(self, subject_text: str | None = None) -> list[TokenInfo]:
         subject = parse_subject(subject_text) if subject_text else None
@@ -237,6 +257,7 @@ class AuthStore:
     async def add_role(self, role: str, subject_text: str, namespace: str | None) -> Binding:
         role_name = resolve_role(role).name
         subject = parse_subject(subject_text)
+        namespace = parse_namespace(namespace) if namespace is not None else None
         binding = Binding(role_name, subject, namespace)
 
         def run(conn: Connection) -> None:
@@ -247,6 +268,7 @@ class AuthStore:
                     self.db.insert_ignore(role_bindings, "role", "subject", "namespace"),
                     {"role": role_name, "subject": subject, "namespace": namespace, "created_at": utcnow()},
                 )
+            self.db.notify(conn, AUTH_SLOT)
 
         await self.db.write(run)
         return binding
@@ -259,18 +281,25 @@ class AuthStore:
             ns_match = (
                 role_bindings.c.namespace.is_(None) if namespace is None else role_bindings.c.namespace == namespace
             )
-            return conn.execute(
+            removed = conn.execute(
                 delete(role_bindings).where(
                     role_bindings.c.role == role_name, role_bindings.c.subject == subject, ns_match
                 )
             ).rowcount
+            if removed:
+                self.db.notify(conn, AUTH_SLOT)
+            return removed
 
         if not await self.db.write(run):
             raise NotFound(f"{subject} has no role {role_name} {'in ' + namespace if namespace else 'cluster-wide'}")
 
-    async def bindings(self) -> list[Binding]:
+    async def bindings(self, namespace: str | None = None) -> list[Binding]:
+        """Every binding, or those of one namespace."""
+
         def run(conn: Connection) -> list[Binding]:
             query = select(role_bindings.c.role, role_bindings.c.subject, role_bindings.c.namespace)
+            if namespace is not None:
+                query = query.where(role_bindings.c.namespace == namespace)
             return [Binding(r.role, r.subject, r.namespace) for r in conn.execute(query).all()]
 
         return await self.db.read(run)

@@ -32,6 +32,10 @@ class Identity:
     groups: tuple[str, ...] = field(default=(AUTHENTICATED,))
     anonymous: bool = False
     claims: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    # When it presented a long-lived token: its id and expiry (epoch seconds), which bound the
+    # JWTs the token endpoint mints for it.
+    token_id: str | None = field(default=None, compare=False)
+    token_expires: float | None = field(default=None, compare=False)
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -61,6 +65,13 @@ def parse_subject(text: str) -> str:
         raise SubjectInvalid(f"unknown system subject {text!r} (groups: {', '.join(GROUPS)})")
     if not USER_RE.fullmatch(text):
         raise SubjectInvalid(f"invalid user name {text!r}")
+    return text
+
+
+def parse_namespace(text: str) -> str:
+    """A namespace as role bindings name it: a repository path component."""
+    if not NAMESPACE_RE.fullmatch(text) or len(text) > 255:
+        raise SubjectInvalid(f"invalid namespace {text!r}")
     return text
 
 

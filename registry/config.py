@@ -123,11 +123,14 @@ class AuthConfig:
     # PEM file with an EC P-256 private key to sign bearer tokens; empty: keys are
     # generated and kept in the database (rotate with `okura auth rotate-key`).
     signing_key_file: str = ""
-    # Failed logins from one client within failure_window: after `slow_after` each answer
-    # is delayed, after `max_failures` the client gets 429 for `lockout`.
+    # Password attempts, counted per client address and per account across all workers and
+    # replicas (tokens cannot be guessed and are never limited): after `slow_after` failures
+    # within failure_window each failed answer is delayed; at `max_failures` passwords from
+    # that client, and for that account, get 429 for `lockout`. The window is long so that
+    # paced guessing (one try a minute) is caught too.
     slow_after: int = 5
     max_failures: int = 20
-    failure_window: Duration = Duration(60)
+    failure_window: Duration = Duration(15 * 60)
     lockout: Duration = Duration(300)
 
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.access import Access
-from registry.api.routing import RouteSpec, registry
+from registry.api.routing import RouteSpec, cluster_check, registry
 from registry.errors import RequestInvalid, UnsupportedMediaType
 from registry.pruning import resource
 
@@ -29,12 +29,8 @@ MERGE_PATCH_TYPES = (
 )
 
 
-def read_access(request: Request) -> list[Access]:
-    return [Access("registry", "imagepruners", "get")]
-
-
-def write_access(request: Request) -> list[Access]:
-    return [Access("registry", "imagepruners", "*")]
+read_access = cluster_check("get", "imagepruners", Access("registry", "imagepruners", "get"))
+write_access = cluster_check("update", "imagepruners", Access("registry", "imagepruners", "*"))
 
 
 def _media_type(request: Request) -> str:

@@ -9,8 +9,9 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
+from auth.access import Access
 from registry import metrics
-from registry.api.routing import RouteSpec, public, registry
+from registry.api.routing import RouteSpec, cluster_check, public, registry
 
 HEALTH_TIMEOUT = 5.0
 log = logging.getLogger("okura.health")
@@ -43,11 +44,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-def metrics_access(request: Request) -> list:
-    from auth.access import Access
-
-    return [Access("registry", "metrics", "get")]
-
+metrics_access = cluster_check("get", "registry/metrics", Access("registry", "metrics", "get"))
 
 ROUTES = [
     RouteSpec("/healthz", "healthz", {"GET": (healthz, public), "HEAD": (healthz, public)}),

@@ -1,8 +1,10 @@
 """Declarative routes. Each route names the access it needs; `guarded` asks the
-access controller before the handler runs."""
+access controller before the handler runs. /v2/ routes name docker scopes; other
+APIs name exact checks (a verb on a resource in a namespace)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -10,14 +12,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from auth.access import Access
+from auth.access import Access, ApiAccess, Check, Needed
 from auth.subjects import ANONYMOUS
 from registry.errors import PaginationNumberInvalid, RequestInvalid
 from registry.model.context import Registry
 from registry.names import validate_digest, validate_name
 
 Handler = Callable[[Request], Awaitable[Response]]
-AccessRule = Callable[[Request], list[Access] | None]
+# What a request needs, or None for a public route. A rule may be async (one that reads the
+# request body, say); either way access is decided before the handler runs.
+AccessRule = Callable[[Request], list[Needed] | Awaitable[list[Needed] | None] | None]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,16 @@ def no_access(request: Request) -> list[Access]:
     return []
 
 
+def cluster_check(verb: str, resource: str, scope: Access) -> AccessRule:
+    """An exact cluster-scoped API check; bearer JWTs must carry `scope` for it."""
+    needed: list[Needed] = [ApiAccess(Check(verb, resource, None), scope)]
+
+    def rule(request: Request) -> list[Needed]:
+        return needed
+
+    return rule
+
+
 def pull(request: Request) -> list[Access]:
     return [Access("repository", repo_name(request), "pull")]
 
@@ -60,6 +74,8 @@ def guarded(spec: RouteSpec) -> Handler:
         # Starlette answers HEAD on every GET route; without a HEAD entry, HEAD runs as GET.
         handler, access = methods.get(request.method) or methods["GET"]
         needed = access(request)
+        if inspect.isawaitable(needed):
+            needed = await needed
         if needed is None:
             request.state.identity = ANONYMOUS
         else:

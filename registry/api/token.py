@@ -18,7 +18,9 @@ async def issue_token(request: Request) -> Response:
     identity = await controller.authenticate(request, allow_jwt=False) or ANONYMOUS
     scopes = [s for value in request.query_params.getlist("scope") for s in value.split(" ") if s]
     grants = await controller.grants_for(identity, scopes)
-    token, expires_in, issued_at = await controller.issuer.mint(identity.name, grants)
+    token, expires_in, issued_at = await controller.issuer.mint(
+        identity.name, grants, token_id=identity.token_id, not_after=identity.token_expires
+    )
     request.state.identity = identity
     body = {"token": token, "access_token": token, "expires_in": expires_in, "issued_at": issued_at}
     return Response(json.dumps(body).encode(), media_type="application/json", headers={"Cache-Control": "no-store"})

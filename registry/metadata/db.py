@@ -29,6 +29,7 @@ from sqlalchemy.sql import Insert
 
 from registry import clock
 from registry.errors import Unavailable
+from registry.metadata.changes import CHANNEL
 
 T = TypeVar("T")
 
@@ -119,6 +120,13 @@ class Database:
         """Inside a garbage collector transaction that re-checks and deletes."""
         if not self.is_sqlite:
             conn.execute(text(f"SELECT pg_advisory_xact_lock({_GC_LOCK})"))
+
+    def notify(self, conn: Connection, key: str) -> None:
+        """Inside a write transaction: once it commits, every replica's change feed bumps the
+        generation of `key` (PostgreSQL delivers NOTIFY on commit, never for a rollback). SQLite
+        serves one host, where the caller bumps the shared generation itself."""
+        if not self.is_sqlite:
+            conn.execute(text("SELECT pg_notify(:channel, :key)"), {"channel": CHANNEL, "key": key})
 
     def insert_ignore(self, table: Any, *index_elements: str) -> Insert:
         """INSERT ... ON CONFLICT DO NOTHING for the current dialect; execute it with a

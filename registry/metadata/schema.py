@@ -226,6 +226,17 @@ role_bindings = Table(
     UniqueConstraint("role", "subject", "namespace"),
 )
 
+# Password attempts per client address and per account (auth/ratelimit.py), shared by every
+# worker and replica: attempts in the current window (failed or in flight) and any lockout.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(320), primary_key=True),  # client:<address> or account:<name>
+    Column("attempts", Integer, nullable=False),
+    Column("window_start", TS, nullable=False),
+    Column("locked_until", TS, nullable=True),
+)
+
 # Keys that sign bearer JWTs. Retired keys stay to verify tokens they signed until those expire.
 signing_keys = Table(
     "signing_keys",

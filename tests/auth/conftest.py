@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 # Generous brute-force limits, so the tests that present bad credentials on purpose are never
-# slowed down; test_security builds its own app with small limits to test the limiter.
+# slowed down; test_security and test_login_limits build apps with small limits to test the limiter.
 AUTH: dict[str, Any] = {"enabled": True, "slow_after": 10_000, "max_failures": 100_000}
 BASE_URL = "http://registry"
 KINDS = ("basic-token", "basic-password", "bearer-token", "jwt")

@@ -198,6 +198,45 @@ async def test_cluster_admin_may_do_everything(world):
     assert r.json()["repositories"] == ["brand-new/repo", "other/app", "team/app"]
 
 
+async def test_a_refusal_is_403_for_every_method_with_the_reason_in_the_challenge(world):
+    """A known caller lacking the permission gets 403 for HEAD too (a HEAD answer has no body, so
+    the reason also rides in an RFC 6750 insufficient_scope challenge, which docker prints)."""
+    c = world.client("outsider")
+    digest, body = world.images["team/app"]
+    reason = "denied: outsider cannot get imagestreams/layers in namespace team"
+    for path in (
+        "/v2/team/app/manifests/v1",
+        f"/v2/team/app/manifests/{digest}",
+        f"/v2/team/app/blobs/{config_digest(body)}",
+        "/v2/team/nonexistent/blobs/sha256:" + "0" * 64,
+    ):
+        for method in ("HEAD", "GET"):
+            r = await c.request(method, path)
+            assert r.status_code == 403, (method, path, r.status_code)
+            assert parse_challenge(r.headers["WWW-Authenticate"]) == {
+                "realm": REALM,
+                "service": SERVICE,
+                "scope": "repository:team/app:pull" if "/app/" in path else "repository:team/nonexistent:pull",
+                "error": "insufficient_scope",
+                "error_description": reason,
+            }, (method, path)
+        assert_denied(r, "get", "imagestreams/layers", "team", "outsider")
+    r = await c.delete(f"/v2/team/app/manifests/{digest}")
+    assert parse_challenge(r.headers["WWW-Authenticate"])["error_description"] == (
+        "denied: outsider cannot delete images in namespace team"
+    )
+
+
+async def test_anonymous_head_is_401_with_a_plain_challenge(auth_app, raw, root):
+    digest, _ = await push_image(root, "team/app", "v1")
+    for path in ("/v2/team/app/manifests/v1", f"/v2/team/app/blobs/{digest}"):
+        r = await raw.head(path)
+        assert r.status_code == 401
+        assert r.headers["WWW-Authenticate"] == (
+            f'Bearer realm="{REALM}",service="{SERVICE}",scope="repository:team/app:pull"'
+        )
+
+
 @pytest.mark.parametrize("kind", KINDS, indirect=True)
 async def test_metrics_need_get_registry_metrics(world):
     r = await world.client("editor").get("/metrics")

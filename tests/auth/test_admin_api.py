@@ -1,11 +1,15 @@
-"""The access-management API under /admin/v1: cluster-admins only (cluster `delete images`)."""
+"""The access-management API under /admin/v1: each operation its own verb and resource (users,
+serviceaccounts, tokens, subjectaccessreviews: cluster-admin only; rolebindings: in the binding's
+namespace, for that namespace's admin too, never granting more than the caller holds)."""
 
 from __future__ import annotations
 
 import httpx
+import jwt
 import pytest
 
 from tests.auth.conftest import TokenDance, basic, parse_challenge
+from tests.auth.test_security import okura_cli
 from tests.helpers import assert_error, push_image
 
 ENDPOINTS = [
@@ -152,19 +156,159 @@ async def test_errors(admin):
     assert_error(await admin.post("/admin/v1/serviceaccounts", json={"name": "team/robot"}), 409, "CONFLICT")
 
 
-async def test_namespace_admin_is_denied(auth_app, accounts, connect):
+# What a namespace admin (admin in `team`) may not do, and the check that refuses it.
+NSADMIN_REFUSED = [
+    ("GET", "/admin/v1/users", None, ("list", "users", None)),
+    ("POST", "/admin/v1/users", {"name": "mallory"}, ("create", "users", None)),
+    ("GET", "/admin/v1/serviceaccounts", None, ("list", "serviceaccounts", None)),
+    ("POST", "/admin/v1/serviceaccounts", {"name": "team/robot"}, ("create", "serviceaccounts", None)),
+    ("GET", "/admin/v1/tokens", None, ("list", "tokens", None)),
+    ("POST", "/admin/v1/tokens", {"subject": "nsadmin"}, ("create", "tokens", None)),
+    ("DELETE", "/admin/v1/tokens/0123456789abcdef", None, ("delete", "tokens", None)),
+    ("GET", "/admin/v1/rolebindings", None, ("list", "rolebindings", None)),
+    ("GET", "/admin/v1/rolebindings?namespace=other", None, ("list", "rolebindings", "other")),
+    (
+        "POST",
+        "/admin/v1/rolebindings",
+        {"role": "cluster-admin", "subject": "nsadmin"},
+        ("create", "rolebindings", None),
+    ),
+    ("POST", "/admin/v1/rolebindings", {"role": "registry-viewer", "subject": "x"}, ("create", "rolebindings", None)),
+    (
+        "POST",
+        "/admin/v1/rolebindings",
+        {"role": "admin", "subject": "nsadmin", "namespace": "other"},
+        ("create", "rolebindings", "other"),
+    ),
+    (
+        "DELETE",
+        "/admin/v1/rolebindings",
+        {"role": "admin", "subject": "boss", "namespace": "other"},
+        ("delete", "rolebindings", "other"),
+    ),
+    (
+        "GET",
+        "/admin/v1/can-i?verb=get&resource=imagestreams/layers&namespace=team&as=nsadmin",
+        None,
+        ("create", "subjectaccessreviews", None),
+    ),
+    (
+        "GET",
+        "/admin/v1/who-can?verb=get&resource=imagestreams/layers&namespace=team",
+        None,
+        ("create", "subjectaccessreviews", None),
+    ),
+]
+
+
+async def test_namespace_admin_is_refused_everything_beyond_its_namespace_bindings(auth_app, accounts, connect):
     person = await accounts.user("nsadmin", ("admin", "team"))
-    for c in (
-        connect(auth_app, headers={"Authorization": f"Bearer {person.token}"}),
-        connect(auth_app, auth=TokenDance("nsadmin", person.token)),
-    ):
-        for method, path, body in ENDPOINTS:
-            error = assert_error(await _call(c, method, path, body), 403, "DENIED")
-            assert error["detail"] == {"verb": "delete", "resource": "images", "namespace": None, "subject": "nsadmin"}
-    # Nothing was created.
+    await accounts.user("boss", ("admin", "other"))
+    c = connect(auth_app, headers={"Authorization": f"Bearer {person.token}"})
+    for method, path, body, (verb, resource, namespace) in NSADMIN_REFUSED:
+        error = assert_error(await _call(c, method, path, body), 403, "DENIED")
+        expected = {"verb": verb, "resource": resource, "namespace": namespace, "subject": "nsadmin"}
+        assert error["detail"] == expected, (method, path, body)
+    # Nothing was created or removed.
     assert await accounts.store.list_service_accounts() == []
-    assert [u["name"] for u in await accounts.store.list_users()] == ["nsadmin"]
-    assert [(b.role, b.subject) for b in await accounts.store.bindings()] == [("admin", "nsadmin")]
+    assert sorted(u["name"] for u in await accounts.store.list_users()) == ["boss", "nsadmin"]
+    assert sorted((b.role, b.subject, b.namespace) for b in await accounts.store.bindings()) == [
+        ("admin", "boss", "other"),
+        ("admin", "nsadmin", "team"),
+    ]
+    assert [t.subject for t in await accounts.store.list_tokens()] == ["nsadmin", "boss"]
+
+
+async def test_namespace_admin_manages_bindings_in_its_namespace(auth_app, accounts, connect, root):
+    await push_image(root, "team/app", "v1")
+    person = await accounts.user("nsadmin", ("admin", "team"))
+    dave = await accounts.user("dave")
+    c = connect(auth_app, headers={"Authorization": f"Bearer {person.token}"})
+    as_dave = connect(auth_app, headers={"Authorization": f"Bearer {dave.token}"})
+    assert_error(await as_dave.post("/v2/team/app/blobs/uploads/"), 403, "DENIED")
+
+    # Granting what it holds itself works, and applies at once.
+    editor = {"role": "system:image-pusher", "subject": "dave", "namespace": "team"}
+    r = await c.post("/admin/v1/rolebindings", json=editor)
+    assert r.status_code == 201, r.text
+    assert r.json() == {"role": "registry-editor", "subject": "dave", "namespace": "team"}
+    assert (await as_dave.post("/v2/team/app/blobs/uploads/")).status_code == 202
+    r = await c.get("/admin/v1/rolebindings", params={"namespace": "team"})
+    assert r.status_code == 200, r.text
+    assert sorted((b["role"], b["subject"]) for b in r.json()["rolebindings"]) == [
+        ("admin", "nsadmin"),
+        ("registry-editor", "dave"),
+    ]
+    assert all(b["namespace"] == "team" for b in r.json()["rolebindings"])
+
+    # Granting a role above its own is refused, naming what it lacks.
+    r = await c.post("/admin/v1/rolebindings", json={"role": "cluster-admin", "subject": "dave", "namespace": "team"})
+    error = assert_error(r, 403, "DENIED")
+    assert error["message"].startswith("nsadmin cannot grant role cluster-admin in namespace team: it lacks "), error
+    for lacking in ("users", "tokens", "serviceaccounts", "subjectaccessreviews", "imagepruners", "registry/metrics"):
+        assert lacking in error["message"], error
+    assert "in namespace team" in parse_challenge(r.headers["WWW-Authenticate"])["error_description"]
+
+    # Removing it again.
+    r = await c.request("DELETE", "/admin/v1/rolebindings", json=editor)
+    assert r.status_code == 204, r.text
+    assert_error(await as_dave.post("/v2/team/app/blobs/uploads/"), 403, "DENIED")
+    assert sorted((b.role, b.subject, b.namespace) for b in await accounts.store.bindings()) == [
+        ("admin", "nsadmin", "team"),
+        ("cluster-admin", "root", None),
+    ]
+
+    # Through the token dance, a bearer JWT never carries the admin API for a namespace admin.
+    dance = TokenDance("nsadmin", person.token)
+    jwt_client = connect(auth_app, auth=dance)
+    error = assert_error(await jwt_client.post("/admin/v1/rolebindings", json=editor), 403, "DENIED")
+    assert "present a long-lived token" in error["message"], error
+    assert dance.fetches == [["registry:admin:*"]]
+
+
+async def test_image_pruner_cannot_escalate(auth_app, accounts, connect):
+    """Issue 9: a system:image-pruner account made itself cluster-admin and minted tokens for
+    others, since every admin route was authorized as cluster-wide `delete images`."""
+    pruner = await accounts.user("pruner", ("system:image-pruner", None))
+    chief = await accounts.user("chief", ("cluster-admin", None))
+    for c in (
+        connect(auth_app, headers={"Authorization": f"Bearer {pruner.token}"}),
+        connect(auth_app, headers={"Authorization": basic("pruner", pruner.token)}),
+        connect(auth_app, auth=TokenDance("pruner", pruner.token)),
+    ):
+        for subject in ("p", "pruner"):
+            r = await c.post("/admin/v1/rolebindings", json={"role": "cluster-admin", "subject": subject})
+            error = assert_error(r, 403, "DENIED")
+            assert error["detail"] == {
+                "verb": "create",
+                "resource": "rolebindings",
+                "namespace": None,
+                "subject": "pruner",
+            }
+        error = assert_error(await c.post("/admin/v1/tokens", json={"subject": "chief"}), 403, "DENIED")
+        assert error["detail"] == {"verb": "create", "resource": "tokens", "namespace": None, "subject": "pruner"}
+    assert sorted((b.role, b.subject) for b in await accounts.store.bindings()) == [
+        ("cluster-admin", "chief"),
+        ("system:image-pruner", "pruner"),
+    ]
+    assert [t.subject for t in await accounts.store.list_tokens()] == ["pruner", "chief"]
+    # The token endpoint does not hand the pruner the admin scope; a cluster-admin gets it.
+    for person, granted in ((pruner, []), (chief, [{"type": "registry", "name": "admin", "actions": ["*"]}])):
+        c = connect(auth_app, headers={"Authorization": f"Bearer {person.token}"})
+        r = await c.get("/openshift/token", params={"service": "okura-registry", "scope": "registry:admin:*"})
+        assert jwt.decode(r.json()["token"], options={"verify_signature": False})["access"] == granted
+
+
+async def test_a_jwt_with_the_admin_scope_is_checked_on_every_request(auth_app, accounts, connect):
+    """The scope gets a request to the check; the check decides, at request time."""
+    chief = await accounts.user("chief", ("cluster-admin", None))
+    dance = TokenDance("chief", chief.token)
+    c = connect(auth_app, auth=dance)
+    assert (await c.get("/admin/v1/users")).status_code == 200
+    await accounts.unbind("cluster-admin", "chief")
+    error = assert_error(await c.get("/admin/v1/users"), 403, "DENIED")
+    assert error["detail"] == {"verb": "list", "resource": "users", "namespace": None, "subject": "chief"}
+    assert len(dance.fetches) == 1  # the same JWT, refused
 
 
 async def test_anonymous_is_401(raw, anonymous):
@@ -191,3 +335,16 @@ async def test_admin_routes_do_not_exist_without_auth(make_app, connect):
     r = await connect(app).get("/admin/v1/users")
     assert r.status_code == 404
     assert (await connect(app).get("/openshift/token")).status_code == 404
+
+
+async def test_cli_can_i_and_who_can_know_the_admin_resources(auth_app, accounts):
+    await accounts.user("chief", ("cluster-admin", None))
+    await accounts.user("nsadmin", ("admin", "team"))
+    code, out, err = await okura_cli(auth_app, "who-can", "create", "tokens")
+    assert (code, out.split()) == (0, ["chief"]), err
+    code, out, err = await okura_cli(auth_app, "who-can", "create", "rolebindings", "-n", "team")
+    assert (code, sorted(out.split())) == (0, ["chief", "nsadmin"]), err
+    code, out, _ = await okura_cli(auth_app, "can-i", "create", "serviceaccounts", "--as", "nsadmin")
+    assert (code, out.strip()) == (1, "no")
+    code, out, _ = await okura_cli(auth_app, "can-i", "create", "subjectaccessreviews", "--as", "chief")
+    assert (code, out.strip()) == (0, "yes")

@@ -476,6 +476,7 @@ async def test_path_tricks_never_reach_another_namespace(auth_app, connect, root
 async def test_repeated_bad_passwords_are_slowed_then_refused(make_app, connect):
     app = await make_app(auth={"enabled": True, "slow_after": 1, "max_failures": 4, "lockout": 60})
     alice = await Accounts(app).user("alice", ("registry-viewer", "team"), password="correct horse")
+    bob = await Accounts(app).user("bob", ("registry-viewer", "team"), password="battery staple")
     attacker = "10.9.8.7"
     durations = []
     for attempt in range(4):
@@ -485,15 +486,25 @@ async def test_repeated_bad_passwords_are_slowed_then_refused(make_app, connect)
         durations.append(time.monotonic() - start)
         assert_unauthorized(r)
     assert durations[2] >= 0.4, durations  # slowed down
-    # Locked out: even the right password, and every endpoint, from that client.
-    for header in (basic("alice", "guess-5"), basic("alice", "correct horse"), f"Bearer {alice.token}"):
-        c = connect(app, headers={"Authorization": header}, remote=attacker)
+    # Locked out: passwords from that client (even the right one, even another account's), on
+    # every endpoint, and alice's password from anywhere.
+    for header, remote in (
+        (basic("alice", "guess-5"), attacker),
+        (basic("alice", "correct horse"), attacker),
+        (basic("bob", "battery staple"), attacker),
+        (basic("alice", "correct horse"), "10.1.1.1"),
+    ):
+        c = connect(app, headers={"Authorization": header}, remote=remote)
         for r in (await c.get("/openshift/token"), await c.get("/v2/team/app/tags/list")):
             error = assert_error(r, 429, "TOOMANYREQUESTS")
-            assert r.headers["Retry-After"] == "60"
+            assert 0 < int(r.headers["Retry-After"]) <= 60
             assert "correct horse" not in json.dumps(error)
-    # Other clients are not affected.
-    c = connect(app, headers={"Authorization": basic("alice", "correct horse")}, remote="10.1.1.1")
+    # Tokens cannot be guessed: a valid one is accepted even from the locked client.
+    for header in (f"Bearer {alice.token}", basic("alice", alice.token), basic("anyone", bob.token)):
+        c = connect(app, headers={"Authorization": header}, remote=attacker)
+        assert (await c.get("/openshift/token")).status_code == 200, header
+    # Other clients and other accounts are not affected.
+    c = connect(app, headers={"Authorization": basic("bob", "battery staple")}, remote="10.1.1.1")
     assert (await c.get("/openshift/token")).status_code == 200
 
 

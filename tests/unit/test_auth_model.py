@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from auth import grants
 from auth.access import Access
 from auth.controller import checks_for, namespace_of, parse_scope
 from auth.policy import Check
-from auth.ratelimit import FailureLimiter
+from auth.ratelimit import Attempt, FailureLimiter, attempt_keys
 from auth.roles import ROLES, resolve_role
 from auth.subjects import SubjectInvalid, identity_for, parse_subject
 from registry.errors import NameInvalid
@@ -80,7 +81,40 @@ def test_access_records_map_to_openshift_checks():
     assert checks_for(Access("repository", "team/app", "delete")) == [Check("delete", "images", "team")]
     assert checks_for(Access("registry", "catalog", "*")) == []
     assert checks_for(Access("registry", "metrics", "get")) == [Check("get", "registry/metrics", None)]
-    assert checks_for(Access("registry", "admin", "*")) == [Check("delete", "images", None)]
+    # The admin API's scope stands for every admin operation, cluster-wide.
+    admin = checks_for(Access("registry", "admin", "*"))
+    assert Check("create", "rolebindings", None) in admin
+    assert Check("create", "tokens", None) in admin
+    assert Check("create", "subjectaccessreviews", None) in admin
+    assert all(c.namespace is None for c in admin)
+    assert Check("delete", "images", None) not in admin
+
+
+@pytest.mark.parametrize("role", ["registry-viewer", "registry-editor", "admin", "system:image-pruner"])
+def test_only_cluster_admin_manages_identities(role):
+    for resource in ("users", "serviceaccounts", "tokens", "subjectaccessreviews"):
+        for verb in ("create", "get", "list", "delete"):
+            assert not ROLES[role].allows(verb, resource), (role, verb, resource)
+            assert ROLES["cluster-admin"].allows(verb, resource)
+    assert not ROLES[role].allows("create", "rolebindings") or role == "admin"
+
+
+def test_granting_a_role_needs_every_permission_it_grants():
+    needed = grants.to_grant("system:image-puller", "team")
+    assert [a.check for a in needed] == [
+        Check("create", "rolebindings", "team"),
+        Check("get", "imagestreams/layers", "team"),
+        Check("get", "images", "team"),
+        Check("list", "images", "team"),
+        Check("get", "imagestreams", "team"),
+        Check("list", "imagestreams", "team"),
+    ]
+    assert {a.purpose for a in needed[1:]} == {"grant role registry-viewer in namespace team"}
+    assert all(a.scope == Access("registry", "admin", "*") for a in needed)
+    cluster = grants.to_grant("cluster-admin", None)
+    assert Check("create", "users", None) in [a.check for a in cluster]
+    with pytest.raises(KeyError):
+        grants.to_grant("root", "team")
 
 
 def test_single_component_repositories_have_no_namespace():
@@ -105,25 +139,13 @@ def test_scope_parsing(scope, parsed):
     assert parse_scope(scope) == parsed
 
 
-def test_failure_limiter_slows_then_locks_out(monkeypatch):
-    clock = [1000.0]
-    monkeypatch.setattr("auth.ratelimit.time.monotonic", lambda: clock[0])
-    limiter = FailureLimiter(slow_after=2, max_failures=5, window=60, lockout=300)
-    delays = [limiter.failed("1.2.3.4") for _ in range(4)]
-    assert delays[0] == 0 and delays[1] > 0 and delays[3] > delays[2]
-    assert limiter.check("1.2.3.4") == 0.0
-    limiter.failed("1.2.3.4")  # the fifth failure locks the client out
-    assert limiter.check("1.2.3.4") is None
-    assert limiter.check("5.6.7.8") == 0.0  # other clients are unaffected
-    clock[0] += 301
-    assert limiter.check("1.2.3.4") == 0.0
+def test_failed_password_answers_are_slowed_more_and_more():
+    limiter = FailureLimiter(None, slow_after=2, max_failures=6, window=900, lockout=300)  # type: ignore[arg-type]
+    delays = [limiter.delay(Attempt(("client:c",), count)) for count in range(1, 7)]
+    assert delays[:1] == [0.0] and delays[1] > 0 and delays[3] > delays[2] > delays[1]
+    assert delays[-1] == 0.0  # the attempt that reaches the limit: the next one is refused anyway
 
 
-def test_failures_outside_the_window_are_forgotten(monkeypatch):
-    clock = [0.0]
-    monkeypatch.setattr("auth.ratelimit.time.monotonic", lambda: clock[0])
-    limiter = FailureLimiter(slow_after=1, max_failures=3, window=10, lockout=300)
-    for _ in range(10):
-        limiter.failed("c")
-        clock[0] += 11
-    assert limiter.check("c") == 0.0
+def test_attempt_keys_are_the_client_and_the_account_in_a_fixed_order():
+    assert attempt_keys("10.0.0.1", "alice") == ("account:alice", "client:10.0.0.1")
+    assert attempt_keys("10.0.0.1", "x" * 1000) == ("account:" + "x" * 300, "client:10.0.0.1")

@@ -1,0 +1,217 @@
+"""Every route of the app with auth on, every method, against every kind of caller: who may call
+it and who is refused. A route or method added without an entry in ROUTES fails the walk, so each
+new endpoint's access is decided here on purpose.
+
+"Allowed" means the answer is neither 401 nor 403 (a 404 or 409 after the access check is fine);
+"refused" means 403, or 401 for anonymous callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest_asyncio
+
+from auth.jwt_tokens import Grant
+from auth.subjects import identity_for
+from tests.auth.conftest import Accounts, Connect
+from tests.helpers import OCI_MANIFEST, push_image
+
+ZERO = "sha256:" + "0" * 64
+UPLOAD = "00000000-0000-4000-8000-000000000000"
+ADMIN = "/admin/v1"
+IMAGES = "/apis/image.openshift.io/v1"
+PRUNER = "/apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster"
+
+CALLERS = ("anonymous", "viewer", "editor", "admin", "other-admin", "pruner", "cluster-admin", "pruner-jwt")
+AUTHENTICATED = frozenset(CALLERS) - {"anonymous"}
+EVERYONE = frozenset(CALLERS)
+PULL = frozenset({"viewer", "editor", "admin", "pruner", "cluster-admin", "pruner-jwt"})
+PUSH = frozenset({"editor", "admin", "cluster-admin"})
+DELETE = frozenset({"editor", "admin", "pruner", "cluster-admin", "pruner-jwt"})
+TEAM_ADMIN = frozenset({"admin", "cluster-admin"})
+OTHER_ADMIN = frozenset({"other-admin", "cluster-admin"})
+CLUSTER_ADMIN = frozenset({"cluster-admin"})
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request and the callers allowed to make it; `refused` overrides the expected refusal
+    status of some callers (default: 401 for anonymous, 403 for everyone else)."""
+
+    url: str
+    allowed: frozenset[str]
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    refused: dict[str, int] = field(default_factory=dict)
+
+
+def cases(*items: Case) -> list[Case]:
+    return list(items)
+
+
+def same_for_head(table: dict[tuple[str, str], list[Case]]) -> dict[tuple[str, str], list[Case]]:
+    """Starlette answers HEAD on every GET route; so must the access check, with the same rule."""
+    return {**table, **{("HEAD", path): c for (method, path), c in table.items() if method == "GET"}}
+
+
+# (method, route path) -> the requests made on it. Keys must match the app's routes exactly.
+ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
+    {
+        ("GET", "/v2/"): cases(Case("/v2/", AUTHENTICATED)),
+        ("GET", "/v2"): cases(Case("/v2", AUTHENTICATED)),
+        ("GET", "/v2/_catalog"): cases(Case("/v2/_catalog", AUTHENTICATED)),
+        ("GET", "/v2/{name:path}/tags/list"): cases(Case("/v2/team/app/tags/list", PULL)),
+        ("GET", "/v2/{name:path}/referrers/{digest}"): cases(Case(f"/v2/team/app/referrers/{ZERO}", PULL)),
+        ("GET", "/v2/{name:path}/manifests/{reference}"): cases(Case("/v2/team/app/manifests/v1", PULL)),
+        ("PUT", "/v2/{name:path}/manifests/{reference}"): cases(
+            Case("/v2/team/app/manifests/v9", PUSH, content=b"{}", headers={"Content-Type": OCI_MANIFEST})
+        ),
+        ("DELETE", "/v2/{name:path}/manifests/{reference}"): cases(Case(f"/v2/team/app/manifests/{ZERO}", DELETE)),
+        ("POST", "/v2/{name:path}/blobs/uploads/"): cases(Case("/v2/team/app/blobs/uploads/", PUSH)),
+        ("POST", "/v2/{name:path}/blobs/uploads"): cases(Case("/v2/team/app/blobs/uploads", PUSH)),
+        ("GET", "/v2/{name:path}/blobs/uploads/{uuid}"): cases(Case(f"/v2/team/app/blobs/uploads/{UPLOAD}", PUSH)),
+        ("PATCH", "/v2/{name:path}/blobs/uploads/{uuid}"): cases(
+            Case(f"/v2/team/app/blobs/uploads/{UPLOAD}", PUSH, content=b"data")
+        ),
+        ("PUT", "/v2/{name:path}/blobs/uploads/{uuid}"): cases(
+            Case(f"/v2/team/app/blobs/uploads/{UPLOAD}?digest={ZERO}", PUSH)
+        ),
+        ("DELETE", "/v2/{name:path}/blobs/uploads/{uuid}"): cases(Case(f"/v2/team/app/blobs/uploads/{UPLOAD}", PUSH)),
+        ("GET", "/v2/{name:path}/blobs/{digest}"): cases(Case(f"/v2/team/app/blobs/{ZERO}", PULL)),
+        ("DELETE", "/v2/{name:path}/blobs/{digest}"): cases(Case(f"/v2/team/app/blobs/{ZERO}", DELETE)),
+        ("GET", "/healthz"): cases(Case("/healthz", EVERYONE)),
+        ("GET", "/metrics"): cases(Case("/metrics", CLUSTER_ADMIN)),
+        ("GET", f"{IMAGES}/imagestreams"): cases(Case(f"{IMAGES}/imagestreams", AUTHENTICATED)),
+        ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreams"): cases(
+            Case(f"{IMAGES}/namespaces/team/imagestreams", AUTHENTICATED)
+        ),
+        ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreams/{{name:path}}"): cases(
+            Case(f"{IMAGES}/namespaces/team/imagestreams/app", PULL)
+        ),
+        ("GET", f"{IMAGES}/images/{{digest}}"): cases(Case(f"{IMAGES}/images/{ZERO}", AUTHENTICATED)),
+        ("GET", PRUNER): cases(Case(PRUNER, CLUSTER_ADMIN)),
+        ("PUT", PRUNER): cases(Case(PRUNER, CLUSTER_ADMIN, content=b"{", headers={"Content-Type": "application/json"})),
+        ("PATCH", PRUNER): cases(
+            Case(PRUNER, CLUSTER_ADMIN, content=b"{}", headers={"Content-Type": "application/merge-patch+json"})
+        ),
+        # The token endpoint is open, but a bearer JWT is never exchanged for another one.
+        ("GET", "/openshift/token"): cases(
+            Case("/openshift/token", EVERYONE - {"pruner-jwt"}, refused={"pruner-jwt": 401})
+        ),
+        ("GET", f"{ADMIN}/users"): cases(Case(f"{ADMIN}/users", CLUSTER_ADMIN)),
+        ("POST", f"{ADMIN}/users"): cases(Case(f"{ADMIN}/users", CLUSTER_ADMIN, body={"name": "walker"})),
+        ("GET", f"{ADMIN}/serviceaccounts"): cases(Case(f"{ADMIN}/serviceaccounts", CLUSTER_ADMIN)),
+        ("POST", f"{ADMIN}/serviceaccounts"): cases(
+            Case(f"{ADMIN}/serviceaccounts", CLUSTER_ADMIN, body={"name": "team/walker"})
+        ),
+        ("GET", f"{ADMIN}/tokens"): cases(Case(f"{ADMIN}/tokens", CLUSTER_ADMIN)),
+        ("POST", f"{ADMIN}/tokens"): cases(Case(f"{ADMIN}/tokens", CLUSTER_ADMIN, body={"subject": "viewer"})),
+        ("DELETE", f"{ADMIN}/tokens/{{token_id}}"): cases(Case(f"{ADMIN}/tokens/0123456789abcdef", CLUSTER_ADMIN)),
+        ("GET", f"{ADMIN}/rolebindings"): cases(
+            Case(f"{ADMIN}/rolebindings", CLUSTER_ADMIN),
+            Case(f"{ADMIN}/rolebindings?namespace=team", TEAM_ADMIN),
+            Case(f"{ADMIN}/rolebindings?namespace=other", OTHER_ADMIN),
+        ),
+        ("POST", f"{ADMIN}/rolebindings"): cases(
+            Case(f"{ADMIN}/rolebindings", CLUSTER_ADMIN, body={"role": "cluster-admin", "subject": "p"}),
+            Case(f"{ADMIN}/rolebindings", CLUSTER_ADMIN, body={"role": "registry-viewer", "subject": "p"}),
+            Case(
+                f"{ADMIN}/rolebindings",
+                CLUSTER_ADMIN,
+                body={"role": "cluster-admin", "subject": "p", "namespace": "team"},
+            ),
+            Case(
+                f"{ADMIN}/rolebindings",
+                TEAM_ADMIN,
+                body={"role": "registry-editor", "subject": "p", "namespace": "team"},
+            ),
+            Case(f"{ADMIN}/rolebindings", TEAM_ADMIN, body={"role": "admin", "subject": "p", "namespace": "team"}),
+            Case(
+                f"{ADMIN}/rolebindings",
+                OTHER_ADMIN,
+                body={"role": "registry-viewer", "subject": "p", "namespace": "other"},
+            ),
+        ),
+        ("DELETE", f"{ADMIN}/rolebindings"): cases(
+            Case(f"{ADMIN}/rolebindings", CLUSTER_ADMIN, body={"role": "registry-viewer", "subject": "q"}),
+            Case(
+                f"{ADMIN}/rolebindings",
+                TEAM_ADMIN,
+                body={"role": "registry-viewer", "subject": "q", "namespace": "team"},
+            ),
+            Case(
+                f"{ADMIN}/rolebindings",
+                OTHER_ADMIN,
+                body={"role": "registry-viewer", "subject": "q", "namespace": "other"},
+            ),
+        ),
+        ("GET", f"{ADMIN}/can-i"): cases(
+            Case(f"{ADMIN}/can-i?verb=get&resource=imagestreams/layers&namespace=team&as=viewer", CLUSTER_ADMIN)
+        ),
+        ("GET", f"{ADMIN}/who-can"): cases(
+            Case(f"{ADMIN}/who-can?verb=get&resource=imagestreams/layers&namespace=team", CLUSTER_ADMIN)
+        ),
+    }
+)
+
+
+@pytest_asyncio.fixture
+async def callers(auth_app, accounts: Accounts, connect: Connect, root) -> dict[str, httpx.AsyncClient]:
+    """A client per caller, with static tokens; the pruner's JWT carries every scope it could ever be
+    granted, registry:admin:* included (as the token endpoint once granted it)."""
+    await push_image(root, "team/app", "v1")
+    await push_image(root, "other/app", "v1")
+    people = {
+        "viewer": await accounts.user("viewer", ("registry-viewer", "team")),
+        "editor": await accounts.user("editor", ("registry-editor", "team")),
+        "admin": await accounts.user("admin", ("admin", "team")),
+        "other-admin": await accounts.user("other-admin", ("admin", "other")),
+        "pruner": await accounts.user("pruner", ("system:image-pruner", None)),
+        "cluster-admin": await accounts.user("chief", ("cluster-admin", None)),
+    }
+    clients = {name: connect(auth_app, headers={"Authorization": f"Bearer {p.token}"}) for name, p in people.items()}
+    clients["anonymous"] = connect(auth_app)
+    scopes = [
+        "repository:team/app:pull,push,delete,*",
+        "registry:catalog:*",
+        "registry:metrics:get",
+        "registry:imagepruners:get,*",
+    ]
+    controller = accounts.controller
+    grants = await controller.grants_for(identity_for("pruner"), scopes)
+    token, _, _ = await controller.issuer.mint("pruner", [*grants, Grant("registry", "admin", ("*",))])
+    clients["pruner-jwt"] = connect(auth_app, headers={"Authorization": f"Bearer {token}"})
+    return clients
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    return {(method, route.path) for route in app.app.routes for method in route.methods}
+
+
+async def test_the_table_covers_every_route_and_method(auth_app):
+    assert app_routes(auth_app) == set(ROUTES), "add the new routes or methods to ROUTES with who may call them"
+
+
+async def test_who_may_call_each_route(auth_app, callers):
+    assert app_routes(auth_app) == set(ROUTES)
+    wrong = []
+    for (method, _path), route_cases in ROUTES.items():
+        for case in route_cases:
+            for caller in CALLERS:
+                client = callers[caller]
+                r = await client.request(
+                    method, case.url, json=case.body, content=case.content, headers=case.headers or None
+                )
+                assert r.status_code < 500, (caller, method, case.url, r.text)
+                if caller in case.allowed:
+                    ok = r.status_code not in (401, 403)
+                else:
+                    ok = r.status_code == case.refused.get(caller, 401 if caller == "anonymous" else 403)
+                if not ok:
+                    expected = "allowed" if caller in case.allowed else "refused"
+                    body = case.body if case.body is not None else ""
+                    wrong.append(f"{caller:>13} {method} {case.url} {body}: {r.status_code}, expected {expected}")
+    assert not wrong, "\n" + "\n".join(wrong)
