@@ -80,6 +80,9 @@ class DatabaseConfig:
     url: str = ""  # default: sqlite:///<data_dir>/okura.db
     pool_size: int = 10
     echo: bool = False
+    # `okura serve` keeps trying to reach the database this long before giving up (a server
+    # may start before its database does), logging each attempt.
+    wait_at_start: Duration = Duration(60)
 
 
 @dataclass

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import httpx
 
-from registry.app import build_registry
 from registry.config import Config, load_config
+from registry.model.context import Registry
 from registry.model.manifests import put_manifest
 from registry.model.uploads import monolithic_upload
+from registry.runtime import open_runtime
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -67,9 +68,11 @@ async def push_image(c: httpx.AsyncClient, repo: str, tag: str, base: list[dict]
 
 async def seed(config: Config, repos: int, revisions: int) -> None:
     """Through the model (the code paths the HTTP handlers call), without HTTP: quicker."""
-    reg = build_registry(config)
-    await reg.db.migrate()
-    await reg.storage.open()
+    async with open_runtime(config) as runtime:
+        await _seed(runtime.registry, repos, revisions)
+
+
+async def _seed(reg: Registry, repos: int, revisions: int) -> None:
 
     async def body(data: bytes) -> AsyncIterator[bytes]:
         yield data
@@ -92,11 +95,7 @@ async def seed(config: Config, repos: int, revisions: int) -> None:
                 manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": layers}
                 await put_manifest(reg, repo, "latest", json.dumps(manifest).encode(), OCI_MANIFEST)
 
-    try:
-        await asyncio.gather(*(one(i) for i in range(repos)))
-    finally:
-        await reg.storage.close()
-        await reg.db.close()
+    await asyncio.gather(*(one(i) for i in range(repos)))
 
 
 async def load(url: str, repos: int, done: Callable[[], bool]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -10,8 +11,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from registry.app import create_app
+from registry.app import build_app
 from registry.config import config_from_dict
+from registry.runtime import open_runtime
 from tests.s3_fixtures import (  # noqa: F401 - pytest hooks and fixtures shared by every test directory
     S3_BUCKET,
     pytest_collection_modifyitems,
@@ -98,33 +100,29 @@ def pg_url(backend, request) -> str | None:
 
 @pytest_asyncio.fixture
 async def make_app(tmp_path, pg_url, s3_storage):
-    """Build and start apps with optional config overrides; all are stopped after the test."""
-    started = []
+    """Open runtimes and build apps over them, with optional config overrides (as the server
+    does, without its background jobs); all are closed after the test."""
+    async with contextlib.AsyncExitStack() as stack:
+        opened = []
 
-    async def factory(**overrides):
-        data = {"data_dir": str(tmp_path / "data"), "log": {"access_log": False}}
-        if pg_url:
-            if not started:
-                await _truncate_pg(pg_url)
-            data["database"] = {"url": pg_url}
-        if s3_storage:
-            data["storage"] = dict(s3_storage)
-        for key, value in overrides.items():
-            if isinstance(value, dict):
-                data.setdefault(key, {}).update(value)
-            else:
-                data[key] = value
-        config = config_from_dict(data)
-        app = create_app(config, background=False)
-        starlette_app = app.app
-        ctx = starlette_app.router.lifespan_context(starlette_app)
-        await ctx.__aenter__()
-        started.append(ctx)
-        return app
+        async def factory(**overrides):
+            data = {"data_dir": str(tmp_path / "data"), "log": {"access_log": False}}
+            if pg_url:
+                if not opened:
+                    await _truncate_pg(pg_url)
+                data["database"] = {"url": pg_url}
+            if s3_storage:
+                data["storage"] = dict(s3_storage)
+            for key, value in overrides.items():
+                if isinstance(value, dict):
+                    data.setdefault(key, {}).update(value)
+                else:
+                    data[key] = value
+            runtime = await stack.enter_async_context(open_runtime(config_from_dict(data), serving=True))
+            opened.append(runtime)
+            return build_app(runtime)
 
-    yield factory
-    for ctx in reversed(started):
-        await ctx.__aexit__(None, None, None)
+        yield factory
 
 
 @pytest_asyncio.fixture
@@ -141,4 +139,4 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def registry_model(app):
     """The registry model behind the app (for checks below the HTTP layer)."""
-    return app.app.state.registry
+    return app.app.state.runtime.registry

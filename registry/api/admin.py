@@ -27,9 +27,10 @@ from auth.roles import RESOURCES, VERBS, resolve_role
 from auth.store import Binding, Conflict, NotFound
 from auth.subjects import SubjectInvalid, identity_for, parse_namespace, parse_subject
 from registry.api.responses import empty
-from registry.api.routing import AccessRule, RouteSpec, cluster_check
+from registry.api.routing import AccessRule, RouteSpec, cluster_check, runtime
 from registry.config import parse_duration
 from registry.errors import RegistryError, RequestInvalid
+from registry.runtime import AuthServices
 
 MAX_BODY = 65536
 _BODY_KEY = "okura.admin.body"
@@ -104,12 +105,12 @@ def _namespace_param(request: Request) -> str | None:
         raise _invalid(e) from None
 
 
-def _controller(request: Request) -> Any:
-    return request.app.state.access
+def _auth(request: Request) -> AuthServices:
+    return runtime(request).auth
 
 
 async def _changed(request: Request) -> None:
-    _controller(request).authorizer.changed()
+    _auth(request).authorizer.changed()
 
 
 def _translate(fn: Any) -> Any:
@@ -152,38 +153,38 @@ async def delete_binding_access(request: Request) -> list[ApiAccess]:
 
 @_translate
 async def list_users(request: Request) -> Response:
-    return _json({"users": await _controller(request).store.list_users()})
+    return _json({"users": await _auth(request).store.list_users()})
 
 
 @_translate
 async def create_user(request: Request) -> Response:
     data = await _body(request)
-    await _controller(request).store.create_user(_field(data, "name"), _field(data, "password", required=False))
+    await _auth(request).store.create_user(_field(data, "name"), _field(data, "password", required=False))
     return _json({"name": data["name"]}, 201)
 
 
 @_translate
 async def list_service_accounts(request: Request) -> Response:
-    return _json({"serviceaccounts": await _controller(request).store.list_service_accounts()})
+    return _json({"serviceaccounts": await _auth(request).store.list_service_accounts()})
 
 
 @_translate
 async def create_service_account(request: Request) -> Response:
-    subject = await _controller(request).store.create_service_account(_field(await _body(request), "name"))
+    subject = await _auth(request).store.create_service_account(_field(await _body(request), "name"))
     return _json({"subject": subject}, 201)
 
 
 @_translate
 async def list_tokens(request: Request) -> Response:
     subject = request.query_params.get("subject")
-    return _json({"tokens": [t.as_json() for t in await _controller(request).store.list_tokens(subject)]})
+    return _json({"tokens": [t.as_json() for t in await _auth(request).store.list_tokens(subject)]})
 
 
 @_translate
 async def create_token(request: Request) -> Response:
     data = await _body(request)
     expires = _field(data, "expires", required=False)
-    secret, info = await _controller(request).store.create_token(
+    secret, info = await _auth(request).store.create_token(
         _field(data, "subject"), parse_duration(expires) if expires else None, _field(data, "description", False)
     )
     return _json({**info.as_json(), "token": secret}, 201)
@@ -191,21 +192,21 @@ async def create_token(request: Request) -> Response:
 
 @_translate
 async def revoke_token(request: Request) -> Response:
-    await _controller(request).store.revoke_token(request.path_params["token_id"])
+    await _auth(request).store.revoke_token(request.path_params["token_id"])
     await _changed(request)
     return empty(204, {})
 
 
 @_translate
 async def list_bindings(request: Request) -> Response:
-    bindings = await _controller(request).store.bindings(_namespace_param(request))
+    bindings = await _auth(request).store.bindings(_namespace_param(request))
     return _json({"rolebindings": [b.as_json() for b in bindings]})
 
 
 @_translate
 async def create_binding(request: Request) -> Response:
     wanted = await _binding(request)
-    binding = await _controller(request).store.add_role(wanted.role, wanted.subject, wanted.namespace)
+    binding = await _auth(request).store.add_role(wanted.role, wanted.subject, wanted.namespace)
     await _changed(request)
     return _json(binding.as_json(), 201)
 
@@ -213,7 +214,7 @@ async def create_binding(request: Request) -> Response:
 @_translate
 async def delete_binding(request: Request) -> Response:
     wanted = await _binding(request)
-    await _controller(request).store.remove_role(wanted.role, wanted.subject, wanted.namespace)
+    await _auth(request).store.remove_role(wanted.role, wanted.subject, wanted.namespace)
     await _changed(request)
     return empty(204, {})
 
@@ -229,13 +230,13 @@ def _check(request: Request) -> Check:
 @_translate
 async def can_i(request: Request) -> Response:
     subject = parse_subject(request.query_params.get("as", ""))
-    allowed = await _controller(request).authorizer.allowed(identity_for(subject), _check(request))
+    allowed = await _auth(request).authorizer.allowed(identity_for(subject), _check(request))
     return _json({"allowed": allowed, "subject": subject})
 
 
 @_translate
 async def who_can(request: Request) -> Response:
-    return _json({"subjects": await _controller(request).authorizer.who_can(_check(request))})
+    return _json({"subjects": await _auth(request).authorizer.who_can(_check(request))})
 
 
 review = admin("create", "subjectaccessreviews")

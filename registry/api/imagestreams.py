@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.access import Access
-from registry.api.routing import RouteSpec, no_access, registry
+from registry.api.routing import RouteSpec, access_controller, no_access, registry
 from registry.errors import ResourceNotFound
 from registry.model import imagestreams
 from registry.model.imagestreams import GROUP, STREAMS, MayRead
@@ -38,7 +38,7 @@ def _json(request: Request, data: Any) -> Response:
 
 def registry_host(request: Request) -> str:
     """The host image references start with: http.base_url's, else the request's Host."""
-    base_url = request.app.state.config.http.base_url
+    base_url = registry(request).config.http.base_url
     if base_url:
         return urlsplit(base_url).netloc or base_url.rstrip("/")
     return request.headers.get("host") or request.url.netloc
@@ -58,7 +58,7 @@ def stream_pull(request: Request) -> list[Access]:
 
 
 def _may_read(request: Request) -> MayRead:
-    access, identity = request.app.state.access, request.state.identity
+    access, identity = access_controller(request), request.state.identity
 
     async def may_read(repo: str) -> bool:
         return await access.may_read(identity, repo)
@@ -67,7 +67,7 @@ def _may_read(request: Request) -> MayRead:
 
 
 async def list_all(request: Request) -> Response:
-    access, identity = request.app.state.access, request.state.identity
+    access, identity = access_controller(request), request.state.identity
     may_read = None if await access.may_list_all(identity) else _may_read(request)
     streams = await imagestreams.list_image_streams(registry(request), registry_host(request), None, may_read)
     return _json(request, streams)

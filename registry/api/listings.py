@@ -8,7 +8,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.access import Access
-from registry.api.routing import RouteSpec, next_link, pagination, path_digest, pull, registry, repo_name
+from registry.api.routing import (
+    RouteSpec,
+    access_controller,
+    next_link,
+    pagination,
+    path_digest,
+    pull,
+    registry,
+    repo_name,
+)
 from registry.model import listings
 from registry.model.manifest_format import OCI_INDEX
 
@@ -33,7 +42,7 @@ def catalog_access(request: Request) -> list[Access]:
 async def catalog(request: Request) -> Response:
     reg = registry(request)
     limit, last = pagination(request, reg.config.pagination.catalog_max_entries)
-    access, identity = request.app.state.access, request.state.identity
+    access, identity = access_controller(request), request.state.identity
     visible = None
     if not await access.may_list_all(identity):
 

@@ -12,11 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from auth.access import Access, ApiAccess, Check, Needed
+from auth.access import Access, AccessController, ApiAccess, Check, Needed
+from auth.controller import OpenShiftAccessController
 from auth.subjects import ANONYMOUS
 from registry.errors import PaginationNumberInvalid, RequestInvalid
 from registry.model.context import Registry
 from registry.names import validate_digest, validate_name
+from registry.runtime import Runtime
 
 Handler = Callable[[Request], Awaitable[Response]]
 # What a request needs, or None for a public route. A rule may be async (one that reads the
@@ -79,7 +81,7 @@ def guarded(spec: RouteSpec) -> Handler:
         if needed is None:
             request.state.identity = ANONYMOUS
         else:
-            request.state.identity = await request.app.state.access.authorize(request, needed)
+            request.state.identity = await access_controller(request).authorize(request, needed)
         return await handler(request)
 
     endpoint.__name__ = spec.name
@@ -93,8 +95,23 @@ def build_routes(specs: list[RouteSpec]) -> list[Route]:
 # -- request helpers shared by the handlers ------------------------------------------------------
 
 
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
 def registry(request: Request) -> Registry:
-    return request.app.state.registry
+    return request.app.state.runtime.registry
+
+
+def access_controller(request: Request) -> AccessController:
+    return request.app.state.runtime.access
+
+
+def openshift_access(request: Request) -> OpenShiftAccessController:
+    """The controller of an auth-enabled server (the token and admin routes exist only there)."""
+    controller = request.app.state.runtime.access
+    assert isinstance(controller, OpenShiftAccessController), "route mounted without auth"
+    return controller
 
 
 def repo_name(request: Request) -> str:

@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.subjects import ANONYMOUS
-from registry.api.routing import RouteSpec, public
+from registry.api.routing import RouteSpec, openshift_access, public
 
 
 async def issue_token(request: Request) -> Response:
-    controller = request.app.state.access
+    controller = openshift_access(request)
     identity = await controller.authenticate(request, allow_jwt=False) or ANONYMOUS
     scopes = [s for value in request.query_params.getlist("scope") for s in value.split(" ") if s]
     grants = await controller.grants_for(identity, scopes)

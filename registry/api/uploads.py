@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.api.responses import empty
-from registry.api.routing import RouteSpec, content_length, push, registry, repo_name
+from registry.api.routing import RouteSpec, access_controller, content_length, push, registry, repo_name
 from registry.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid
 from registry.model import uploads
 from registry.model.uploads import ContentRange
@@ -69,7 +69,7 @@ async def start(request: Request) -> Response:
         if source is not None:
             validate_name(source)
         identity = request.state.identity
-        access = request.app.state.access
+        access = access_controller(request)
 
         async def may_read(repo: str) -> bool:
             return await access.may_read(identity, repo)

@@ -51,13 +51,26 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def sqlite_path(url: str) -> str:
+    """The file of a sqlite:/// URL."""
+    return url[len("sqlite:///") :]
+
+
+def describe_url(url: str) -> str:
+    """The URL without credentials, for logs and messages."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
 class Database:
     def __init__(self, url: str, pool_size: int = 10, echo: bool = False):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._statements: dict[Any, Any] = {}
         if self.is_sqlite:
-            path = url[len("sqlite:///") :]
+            path = sqlite_path(url)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             args = {"check_same_thread": False, "timeout": 30}
             self._read_engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, connect_args=args)
@@ -152,6 +165,14 @@ class Database:
 
     async def ping(self) -> None:
         await self.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
+
+    def describe(self) -> str:
+        return describe_url(self.url)
+
+    async def schema_revision(self) -> str | None:
+        from registry.metadata.migrate import current_revision
+
+        return await self.read(current_revision)
 
     async def close(self) -> None:
         if self.is_sqlite:

@@ -3,6 +3,7 @@ links and blobs nothing references, while the registry keeps serving pushes."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -161,8 +162,14 @@ async def prune_images(reg: Registry, options: PruneOptions) -> PruneReport:
     report = PruneReport(dry_run=not options.confirm, started_at=now)
     cutoff = now - timedelta(seconds=options.keep_younger_than)
     grace_cutoff = now - timedelta(seconds=options.grace_period)
+    say = _Progress(options.progress)
     try:
+        say("Reading image metadata")
         snap = await reg.db.read(_load_snapshot, options.prune_registry)
+        say.done(
+            f"{len(snap.repositories):,} repositories, {len(snap.manifests):,} manifests, "
+            f"{len(snap.events):,} tag revisions, {len(snap.blobs):,} blobs"
+        )
         plan = make_plan(
             snap,
             keep_tag_revisions=options.keep_tag_revisions,
@@ -179,7 +186,7 @@ async def prune_images(reg: Registry, options: PruneOptions) -> PruneReport:
         if report.dry_run:
             await _report_plan(reg, plan, name, options, grace_cutoff, report)
         else:
-            await _apply_plan(reg, plan, name, options, grace_cutoff, report)
+            await _apply_plan(reg, plan, name, options, grace_cutoff, report, say)
     except Exception as e:
         report.finished_at = clock.now()
         raise PruneFailed(f"{type(e).__name__}: {e}", report) from e
@@ -231,17 +238,24 @@ async def _apply_plan(
     options: PruneOptions,
     grace_cutoff: datetime,
     report: PruneReport,
+    say: _Progress,
 ) -> None:
     """Delete in the order the issue gives: history, manifests, links, blobs, orphans.
     Each step re-checks against the live database (gc.py); the report counts what went."""
+    say(f"Deleting {len(plan.events):,} tag revisions")
     _record(report, name, events=await gc.delete_events(reg, plan.events))
+    say.done(f"{report.tag_revisions:,} deleted")
+    say(f"Deleting {len(plan.manifests):,} manifests")
     gone = await gc.delete_manifests(reg, plan.manifests)
     _record(report, name, manifests=gone)
+    say.done(f"{len(gone):,} deleted")
     changed = {m.repo_id for m in gone}
     try:
         if options.prune_registry:
+            say(f"Unlinking {len(plan.links):,} blobs from repositories")
             unlinked = await gc.delete_links(reg, plan.links, grace_cutoff)
             _record(report, name, links=unlinked)
+            say.done(f"{len(unlinked):,} unlinked")
             changed |= {link.repo_id for link in unlinked}
     finally:
         # Cached manifests and links of these repositories retire here and on every replica.
@@ -252,8 +266,29 @@ async def _apply_plan(
     if not options.prune_registry:
         return
     await gc.finish_stale_claims(reg)
+    say(f"Deleting {len(plan.blobs):,} blobs ({human_bytes(plan.bytes)})")
     deleted, freed = await gc.delete_blobs(reg, plan.blobs, grace_cutoff)
     _record(report, name, blobs=deleted)
+    say.done(f"{len(deleted):,} deleted, {human_bytes(freed)} freed")
+    say("Deleting storage files no metadata records")
     orphans, orphan_bytes = await gc.delete_orphans(reg, await gc.find_orphans(reg, grace_cutoff))
     _record(report, name, orphans=orphans)
+    say.done(f"{len(orphans):,} deleted")
     report.bytes_freed = freed + orphan_bytes
+
+
+class _Progress:
+    """Phases of a run, each reported when it starts and when it ends (with its duration)."""
+
+    def __init__(self, sink: Callable[[str], None] | None):
+        self.sink = sink
+        self.started = 0.0
+
+    def __call__(self, phase: str) -> None:
+        self.started = time.monotonic()
+        if self.sink is not None:
+            self.sink(f"{phase}...")
+
+    def done(self, outcome: str) -> None:
+        if self.sink is not None:
+            self.sink(f"  {outcome} ({time.monotonic() - self.started:.1f}s)")

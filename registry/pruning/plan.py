@@ -18,6 +18,7 @@ The collector (gc.py) re-checks every deletion against the live database.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -34,6 +35,8 @@ class PruneOptions:
     ignore_invalid_refs: bool = True
     confirm: bool = False  # False: a dry run that only reports
     grace_period: float = 3600.0  # for pending uploads and orphaned storage files
+    # Told of each phase as the run goes ("deleting 7,462 manifests"); `okura prune images` prints it.
+    progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

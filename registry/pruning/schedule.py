@@ -19,13 +19,13 @@ from datetime import datetime
 
 from registry import metrics
 from registry.errors import Unavailable
+from registry.metadata import leases
 from registry.metadata.db import utcnow
 from registry.model.context import Registry
 from registry.pruning import resource, spec
 from registry.pruning.images import PruneReport
 from registry.pruning.plan import PruneOptions
 from registry.pruning.resource import RunRecord
-from registry.tasks import leases
 
 log = logging.getLogger("okura.pruner")
 

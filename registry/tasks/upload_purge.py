@@ -8,9 +8,9 @@ import logging
 
 from registry import metrics
 from registry.errors import Unavailable
+from registry.metadata import leases
 from registry.model.context import Registry
 from registry.model.uploads import purge_stale_uploads, reclaim_abandoned_uploads
-from registry.tasks import leases
 
 log = logging.getLogger("okura.tasks")
 LEASE = "upload-purge"

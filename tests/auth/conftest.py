@@ -100,7 +100,7 @@ class Accounts:
 
     def __init__(self, app: Any):
         self.app = app
-        self.controller = app.app.state.access
+        self.controller = app.app.state.runtime.access
         self.store = self.controller.store
 
     async def user(self, name: str, *roles: tuple[str, str | None], password: str | None = None) -> Person:

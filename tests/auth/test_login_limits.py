@@ -170,7 +170,7 @@ async def test_counters_nobody_needs_are_purged(make_app, connect, monkeypatch):
     fake = FakeClock()
     monkeypatch.setattr(clock, "now", fake)
     app = await make_app(auth={**LIMITS, "lockout": 3600})
-    db = app.app.state.registry.db
+    db = app.app.state.runtime.registry.db
     assert (await attempt(connect, app, "ghost", "guess", remote="10.0.0.1")).status_code == 401
     for i in range(6):  # this client and this account end up locked
         await attempt(connect, app, "ghost2", f"guess-{i}", remote="10.0.0.9")

@@ -49,7 +49,7 @@ def pull_push(name: str) -> list[dict[str, Any]]:
 
 def sign(app: Any, payload: dict[str, Any], key: Any = None, kid: str | None = None) -> str:
     """A JWT signed with the registry's own key (or `key`), carrying the registry's kid (or `kid`)."""
-    issuer = app.app.state.access.issuer
+    issuer = app.app.state.runtime.access.issuer
     own_kid, own_key = issuer._signing
     return jwt.encode(payload, key or own_key, algorithm="ES256", headers={"kid": kid or own_kid})
 
@@ -152,7 +152,7 @@ async def test_tampered_token_is_401(auth_app, connect, raw, seeded):
 
 
 async def test_alg_none_and_hmac_confusion_are_401(auth_app, raw, seeded):
-    issuer = auth_app.app.state.access.issuer
+    issuer = auth_app.app.state.runtime.access.issuer
     kid, key = issuer._signing
     payload = b64url(json.dumps(claims("root", pull_push("secret/app"))).encode())
     for alg in ("none", "None", "NONE"):
@@ -172,7 +172,7 @@ async def test_alg_none_and_hmac_confusion_are_401(auth_app, raw, seeded):
 
 
 async def test_token_signed_by_another_key_is_401(auth_app, raw, seeded):
-    kid = auth_app.app.state.access.issuer._signing[0]
+    kid = auth_app.app.state.runtime.access.issuer._signing[0]
     stranger = ec.generate_private_key(ec.SECP256R1())
     payload = claims("root", pull_push("secret/app"))
     for token in (
@@ -181,7 +181,7 @@ async def test_token_signed_by_another_key_is_401(auth_app, raw, seeded):
         jwt.encode(payload, stranger, algorithm="ES256"),  # no kid at all
     ):
         assert_unauthorized(await raw.get("/v2/secret/app/tags/list", headers=bearer(raw, token)))
-    assert kid == auth_app.app.state.access.issuer._signing[0]
+    assert kid == auth_app.app.state.runtime.access.issuer._signing[0]
 
 
 async def test_jwt_lacking_the_scope(auth_app, connect, raw, seeded, root):
@@ -231,11 +231,11 @@ async def test_a_retired_key_does_not_verify_tokens_issued_after_its_retirement(
     from registry.metadata.db import utcnow
     from registry.metadata.schema import signing_keys
 
-    issuer = auth_app.app.state.access.issuer
+    issuer = auth_app.app.state.runtime.access.issuer
     old_kid, old_key = issuer._signing
     await issuer.rotate()
     long_ago = utcnow() - timedelta(seconds=float(issuer.config.token_ttl) + 3600)
-    await auth_app.app.state.registry.db.write(
+    await auth_app.app.state.runtime.registry.db.write(
         lambda conn: conn.execute(update(signing_keys).where(signing_keys.c.kid == old_kid).values(retired_at=long_ago))
     )
     await issuer._reload()
@@ -286,7 +286,7 @@ async def test_expiring_token_is_not_cached_past_its_expiry(auth_app, accounts, 
 
 
 def _cli_env(app: Any) -> dict[str, str]:
-    config = app.app.state.config
+    config = app.app.state.runtime.config
     data = {"data_dir": config.data_dir, "database": {"url": config.database_url}}
     return {**os.environ, "OKURA_CONFIG_JSON": json.dumps(data)}
 
@@ -549,7 +549,7 @@ async def test_malformed_credentials_are_401(auth_app, connect, seeded):
 async def test_key_rotation_keeps_live_tokens_valid(auth_app, connect, raw, seeded):
     viewer = connect(auth_app, headers={"Authorization": basic("viewer", seeded["viewer"].token)})
     before = (await get_token(viewer, "repository:team/app:pull"))["token"]  # not used yet: not cached
-    new_kid = await auth_app.app.state.access.issuer.rotate()
+    new_kid = await auth_app.app.state.runtime.access.issuer.rotate()
     assert kid_of(before) != new_kid
     assert (await raw.get("/v2/team/app/tags/list", headers=bearer(raw, before))).status_code == 200
     after = (await get_token(viewer, "repository:team/app:pull"))["token"]

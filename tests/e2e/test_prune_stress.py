@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.app import build_registry
 from registry.config import load_config
 from registry.pruning.images import PruneOptions, PruneReport, prune_images
+from registry.runtime import open_runtime
 from tests.e2e.conftest import ClientError, make_clients
 
 pytestmark = pytest.mark.e2e
@@ -110,19 +110,17 @@ class PrunerLoop(threading.Thread):
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        reg = build_registry(load_config(environ=self.storage_env, overrides={"data_dir": str(self.data_dir)}))
-        await reg.storage.open()
+        config = load_config(environ=self.storage_env, overrides={"data_dir": str(self.data_dir)})
         options = PruneOptions(keep_tag_revisions=1, keep_younger_than=0, grace_period=3, confirm=True)
         try:
-            while not self.stop.is_set():
+            async with open_runtime(config) as runtime:
+                reg = runtime.registry
+                while not self.stop.is_set():
+                    self.reports.append(await prune_images(reg, options))
+                    await asyncio.sleep(0.05)
                 self.reports.append(await prune_images(reg, options))
-                await asyncio.sleep(0.05)
-            self.reports.append(await prune_images(reg, options))
         except BaseException as e:  # reported by the test
             self.error = e
-        finally:
-            await reg.storage.close()
-            await reg.db.close()
 
 
 def test_pushes_and_pulls_stay_whole_while_the_pruner_runs(registry, tmp_path_factory):

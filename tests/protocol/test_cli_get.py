@@ -33,7 +33,7 @@ async def served(make_app):
 async def okura(app, *args: str) -> subprocess.CompletedProcess:
     """Run the installed `okura` command with the app's effective config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}
-    env["OKURA_CONFIG_JSON"] = json.dumps(app.app.state.config.to_dict())
+    env["OKURA_CONFIG_JSON"] = json.dumps(app.app.state.runtime.config.to_dict())
     argv = [str(Path(sys.executable).with_name("okura")), *args]
     return await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=120)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from registry.tasks import leases
+from registry.metadata import leases
 
 
 async def test_one_holder_at_a_time_and_takeover_after_expiry(registry_model):

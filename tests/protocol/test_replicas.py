@@ -40,7 +40,7 @@ async def test_tag_moves_and_deletes_reach_the_other_replica(make_app, tmp_path)
         await asyncio.sleep(0.2)  # let A's own notifications land before B caches
         r = await b.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
         assert r.headers["Docker-Content-Digest"] == first  # now cached in B
-        assert app_b.app.state.registry.cache.get("team/app", ("manifest", "v1")) is not None
+        assert app_b.app.state.runtime.registry.cache.get("team/app", ("manifest", "v1")) is not None
 
         second, _ = await push_image(a, "team/app", "v1")  # the tag moves through A
 
@@ -73,12 +73,12 @@ async def test_cache_is_bypassed_while_the_change_feed_is_down(make_app, tmp_pat
         await push_image(a, "team/app", "v1")
         await asyncio.sleep(0.2)
         await b.get("/v2/team/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
-        cache = app_b.app.state.registry.cache
+        cache = app_b.app.state.runtime.registry.cache
         assert cache.get("team/app", ("manifest", "v1")) is not None
         # The database drops the listening connection (as on a failover or a restart).
         import asyncpg
 
-        admin = await asyncpg.connect(app_b.app.state.registry.config.database_url)
+        admin = await asyncpg.connect(app_b.app.state.runtime.registry.config.database_url)
         try:
             await admin.execute("SELECT pg_terminate_backend($1)", cache.feed._conn.get_server_pid())
         finally:

@@ -28,6 +28,7 @@ def okura(tmp_path, capsys):
         out, err = capsys.readouterr()
         return code, out, err
 
+    assert run("migrate")[0] == 0  # what the server does at start; read-only commands never create it
     return run
 
 
@@ -183,17 +184,15 @@ def test_a_confirmed_run_is_recorded_as_manual(okura, patched_prune):
 
 def test_a_confirmed_run_waits_for_no_one(okura, patched_prune, tmp_path):
     """While another process holds the run lease, a confirmed run refuses (never two at once)."""
-    from registry.app import build_registry
     from registry.config import config_from_dict
+    from registry.metadata import leases
     from registry.pruning import schedule
-    from registry.tasks import leases
+    from registry.runtime import open_runtime
 
     async def hold() -> None:
-        reg = build_registry(config_from_dict({"data_dir": str(tmp_path / "data")}))
-        await reg.db.migrate()
-        assert await leases.acquire(reg.db, schedule.LEASE, ttl=600, holder="server-replica")
-        reg.cache.generation.close()
-        await reg.db.close()
+        async with open_runtime(config_from_dict({"data_dir": str(tmp_path / "data")}), storage=False) as runtime:
+            db = runtime.registry.db
+            assert await leases.acquire(db, schedule.LEASE, ttl=600, holder="server-replica")
 
     asyncio.run(hold())
     code, _, err = okura("prune", "images", "--confirm")

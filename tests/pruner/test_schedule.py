@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest_asyncio
 
-from registry.app import build_registry
+from registry.metadata import leases
 from registry.pruning import resource, schedule
-from registry.tasks import leases
+from registry.runtime import open_runtime
 from tests.pruner.conftest import START
 
 DAY2 = datetime(2030, 1, 2, tzinfo=UTC)  # the first midnight after START (resource created at START)
@@ -208,19 +208,16 @@ async def test_a_due_time_within_the_hour_still_runs(reg, clock, fake_prune):
 
 
 async def test_replicas_creating_the_resource_at_once_share_one(registry_model, clock):
-    other = build_registry(registry_model.config)
-    try:
+    async with open_runtime(registry_model.config, storage=False) as runtime:
+        other = runtime.registry
         states = await asyncio.gather(*(resource.get_pruner(r) for r in (registry_model, other, registry_model)))
         assert {(s.generation, s.created_at) for s in states} == {(1, START)}
-    finally:
-        other.cache.generation.close()
-        await other.db.close()
 
 
 async def test_two_replicas_ticking_at_once_run_one_prune(reg, clock, fake_prune):
-    other = build_registry(reg.config)  # a second replica on the same database and storage
-    await other.storage.open()
-    try:
+    # A second replica on the same database and storage.
+    async with open_runtime(reg.config) as runtime:
+        other = runtime.registry
         fake_prune.delay = 0.3
         when = clock.set(at(0, 0, 5))
         results = await asyncio.gather(
@@ -235,10 +232,6 @@ async def test_two_replicas_ticking_at_once_run_one_prune(reg, clock, fake_prune
         assert results == [None, None]
         assert len(fake_prune.calls) == 1
         assert fake_prune.max_running == 1
-    finally:
-        other.cache.generation.close()
-        await other.db.close()
-        await other.storage.close()
 
 
 async def test_a_run_in_progress_elsewhere_forbids_a_second_one(reg, clock, fake_prune):

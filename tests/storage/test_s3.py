@@ -487,13 +487,14 @@ def test_check_config_reports_missing_bucket_and_unreachable_endpoint(seaweedfs,
     }
     ok = _check_config(tmp_path, **s3)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("config OK: storage=s3 ")
+    assert ok.stdout.startswith("config: ok (storage=s3 ")
+    assert f"storage: s3 bucket {S3_BUCKET}: reachable" in ok.stdout.splitlines()
 
     missing = _check_config(tmp_path, **{**s3, "OKURA_STORAGE_S3_BUCKET": "no-such-bucket"})
     assert missing.returncode == 1, missing.stdout
     lines = missing.stderr.splitlines()
     assert len(lines) == 1, missing.stderr
-    assert lines[0].startswith("error: storage.s3: ")
+    assert lines[0].startswith("error: storage: s3: ")
     assert "bucket 'no-such-bucket' does not exist" in lines[0] and seaweedfs.endpoint_url in lines[0]
 
     endpoint = f"http://127.0.0.1:{_closed_port()}"
@@ -503,7 +504,7 @@ def test_check_config_reports_missing_bucket_and_unreachable_endpoint(seaweedfs,
     assert down.returncode == 1, down.stdout
     lines = down.stderr.splitlines()
     assert len(lines) == 1, down.stderr
-    assert lines[0].startswith("error: storage.s3: ")
+    assert lines[0].startswith("error: storage: s3: ")
     assert "unreachable" in lines[0] and endpoint in lines[0]
 
 

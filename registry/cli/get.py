@@ -1,32 +1,35 @@
-"""`okura get ...`: image streams and images read straight from the database the server uses
-(same config), as the API shows them (image.openshift.io/v1).
+"""`okura get ...`: image streams and images read from the database the server uses (same
+config), as the API shows them (image.openshift.io/v1).
 
     okura get imagestreams [-n NS]            (aliases imagestream, is; all namespaces without -n)
     okura get imagestreams NS/NAME            (or NAME -n NS): one stream with each tag's history
     okura get image DIGEST
     -o json | -o yaml                         exactly the API object
 
-The registry host in image references is http.base_url's, else the listen address
-(`localhost` for a wildcard one); the API uses the request's Host instead when no base_url is set.
+Image references start with http.base_url's host, else the listen address (`localhost`
+for a wildcard one). Read-only: a missing database is an error, never created.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from registry.errors import RegistryError
+import yaml
+
+from registry.cli.common import CommandError, config_flags, run
+from registry.config import Config
+from registry.model import imagestreams
+from registry.runtime import Runtime
 
 MAX_TAGS_SHOWN = 4  # as `oc get is`: the newest tags, then "+ N more..."
 
 
-def registry_host(config: Any) -> str:
+def registry_host(config: Config) -> str:
     if config.http.base_url:
         return urlsplit(config.http.base_url).netloc or config.http.base_url.rstrip("/")
     host, port = config.listen
@@ -35,41 +38,32 @@ def registry_host(config: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _run(args: argparse.Namespace, action: Callable[..., Awaitable[Any]], storage_needed: bool) -> int:
-    from registry.cache import Generation, MetadataCache
-    from registry.cli import load_cli_config
-    from registry.metadata.db import Database
-    from registry.model.context import Registry
-    from storage import create_storage
+async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
+    reg, host = runtime.registry, registry_host(runtime.config)
+    if args.name is None:
+        obj = await imagestreams.list_image_streams(reg, host, args.namespace)
+    else:
+        namespace, sep, name = args.name.partition("/")
+        if not sep:
+            if args.namespace is None:
+                raise CommandError("name an image stream as NS/NAME, or NAME with -n NS", status=2)
+            namespace, name = args.namespace, args.name
+        elif args.namespace is not None and args.namespace != namespace:
+            raise CommandError(f"{args.name} is not in namespace {args.namespace}", status=2)
+        obj = await imagestreams.get_image_stream(reg, host, namespace, name)
+    _print(obj, args)
+    return 0
 
-    config = load_cli_config(args)
 
-    async def main() -> Any:
-        db = Database(config.database_url)
-        storage = create_storage(config.storage.driver, {"root": config.storage_root, "s3": config.storage.s3})
-        # The model reads without the cache; a private one keeps this process off the data dir's counters.
-        reg = Registry(config=config, db=db, storage=storage, cache=MetadataCache(Generation(None), 0))
-        try:
-            await db.migrate()
-            if storage_needed:  # image configs are read from blob storage
-                await storage.open()
-            return await action(reg, registry_host(config), args)
-        finally:
-            await storage.close()
-            await db.close()
+async def _get_image(runtime: Runtime, args: argparse.Namespace) -> int:
+    _print(await imagestreams.get_image(runtime.registry, registry_host(runtime.config), args.digest), args)
+    return 0
 
-    try:
-        obj = asyncio.run(main())
-    except RegistryError as e:
-        print(f"okura get: {e}", file=sys.stderr)
-        return 1
-    if obj is None:
-        return 0
+
+def _print(obj: dict[str, Any], args: argparse.Namespace) -> None:
     if args.output == "json":
         print(json.dumps(obj, indent=2))
     elif args.output == "yaml":
-        import yaml
-
         print(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False), end="")
     elif obj["kind"] == "ImageStreamList":
         _print_streams(obj, all_namespaces=args.namespace is None, namespace=args.namespace)
@@ -77,28 +71,6 @@ def _run(args: argparse.Namespace, action: Callable[..., Awaitable[Any]], storag
         _print_stream(obj)
     else:
         _print_image(obj)
-    return 0
-
-
-async def _streams(reg: Any, host: str, args: argparse.Namespace) -> Any:
-    from registry.model import imagestreams
-
-    if args.name is None:
-        return await imagestreams.list_image_streams(reg, host, args.namespace)
-    namespace, sep, name = args.name.partition("/")
-    if not sep:
-        if args.namespace is None:
-            raise ValueError("name an image stream as NS/NAME, or NAME with -n NS")
-        namespace, name = args.namespace, args.name
-    elif args.namespace is not None and args.namespace != namespace:
-        raise ValueError(f"{args.name} is not in namespace {args.namespace}")
-    return await imagestreams.get_image_stream(reg, host, namespace, name)
-
-
-async def _image(reg: Any, host: str, args: argparse.Namespace) -> Any:
-    from registry.model import imagestreams
-
-    return await imagestreams.get_image(reg, host, args.digest)
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -209,20 +181,12 @@ def _print_image(image: dict[str, Any]) -> None:
 # -- the parser --------------------------------------------------------------------------------
 
 
-def _checked(args: argparse.Namespace, action: Callable[..., Awaitable[Any]]) -> int:
-    try:
-        return _run(args, action, storage_needed=action is _image)
-    except ValueError as e:
-        print(f"okura get: {e}", file=sys.stderr)
-        return 2
-
-
-def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(sub: Any) -> None:
     get = sub.add_parser("get", help="show image streams and images (as the image.openshift.io API does)")
-    kinds = get.add_subparsers(dest="get_kind", required=True)
+    kinds = get.add_subparsers(dest="get_kind", required=True, metavar="KIND")
 
     def output(p: argparse.ArgumentParser) -> None:
-        common(p)
+        config_flags(p)
         p.add_argument("-o", "--output", choices=("json", "yaml"), help="print the API object")
 
     streams = kinds.add_parser(
@@ -231,9 +195,10 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     streams.add_argument("name", nargs="?", metavar="NS/NAME", help="one stream, with each tag's history")
     streams.add_argument("-n", "--namespace")
     output(streams)
-    streams.set_defaults(func=lambda args: _checked(args, _streams))
+    streams.set_defaults(func=lambda args: run(args, _get_streams), prog="okura get imagestreams")
 
     image = kinds.add_parser("image", aliases=["images"], help="an image by digest")
     image.add_argument("digest")
     output(image)
-    image.set_defaults(func=lambda args: _checked(args, _image), namespace=None)
+    # Image configs are read from blob storage.
+    image.set_defaults(func=lambda args: run(args, _get_image, storage=True), namespace=None, prog="okura get image")

@@ -1,0 +1,50 @@
+"""`okura`: the parser of every command group, and the one place their errors become a
+line on standard error and an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+
+from registry.cli import auth, check, get, prune, serve
+from registry.cli.common import CommandError
+from registry.config import ConfigError
+from registry.errors import RegistryError
+from registry.runtime import RuntimeUnavailable
+
+
+def version() -> str:
+    try:
+        return metadata.version("okura")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="okura", description="Okura OCI container image registry")
+    parser.add_argument("--version", action="version", version=f"okura {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (serve, check, auth, get, prune):
+        group.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = getattr(args, "prog", "okura")
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"{prog}: invalid configuration:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except (RuntimeUnavailable, CommandError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return getattr(e, "status", 1)
+    except RegistryError as e:
+        print(f"{prog}: error: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
