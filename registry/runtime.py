@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import metadata
 
 from auth.access import AccessController, AllowAll
 from auth.controller import OpenShiftAccessController
@@ -31,13 +32,21 @@ from registry.metadata.changes import ChangeFeed
 from registry.metadata.db import Database, sqlite_path
 from registry.metadata.migrate import SCHEMA_HEAD
 from registry.metrics import InstrumentedStorage
+from registry.model import instances
 from registry.model.context import Registry
 from registry.model.repositories import repository_id
 from registry.pruning import schedule as prune_schedule
-from registry.tasks import upload_purge
+from registry.tasks import heartbeat, upload_purge
 from storage import create_storage
 
 log = logging.getLogger("okura")
+
+
+def version() -> str:
+    try:
+        return metadata.version("okura")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class RuntimeUnavailable(Exception):
@@ -82,7 +91,9 @@ def generation_path(config: Config) -> str:
 
 
 def background_jobs(reg: Registry) -> dict[str, Callable[[], Awaitable[None]]]:
+    instance = instances.this_instance(reg.config, version())
     jobs: dict[str, Callable[[], Awaitable[None]]] = {
+        "instance-heartbeat": lambda: heartbeat.run_forever(reg, instance),
         "upload-reclaim": lambda: upload_purge.reclaim_forever(reg),
         "image-pruner": lambda: prune_schedule.run_forever(reg),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -22,24 +23,26 @@ from urllib.parse import urlsplit
 import yaml
 
 from registry.cli.common import CommandError, config_flags, run
-from registry.config import Config
-from registry.model import imagestreams
+from registry.model import imagestreams, instances
 from registry.runtime import Runtime
 
 MAX_TAGS_SHOWN = 4  # as `oc get is`: the newest tags, then "+ N more..."
 
 
-def registry_host(config: Config) -> str:
+async def registry_host(runtime: Runtime) -> str:
+    """The host image references start with, as the API would print them: http.base_url's,
+    else the address a live server listens on, else this config's listen address."""
+    config = runtime.config
     if config.http.base_url:
         return urlsplit(config.http.base_url).netloc or config.http.base_url.rstrip("/")
-    host, port = config.listen
-    if host in ("0.0.0.0", "::", ""):
-        host = "localhost"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    servers = await instances.live(runtime.registry)
+    if servers:
+        return servers[0].reachable_at(socket.gethostname())
+    return instances.reachable_address(config.http.addr, socket.gethostname(), socket.gethostname())
 
 
 async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
-    reg, host = runtime.registry, registry_host(runtime.config)
+    reg, host = runtime.registry, await registry_host(runtime)
     if args.name is None:
         obj = await imagestreams.list_image_streams(reg, host, args.namespace)
     else:
@@ -56,7 +59,7 @@ async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _get_image(runtime: Runtime, args: argparse.Namespace) -> int:
-    _print(await imagestreams.get_image(runtime.registry, registry_host(runtime.config), args.digest), args)
+    _print(await imagestreams.get_image(runtime.registry, await registry_host(runtime), args.digest), args)
     return 0
 
 

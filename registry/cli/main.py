@@ -4,21 +4,14 @@ line on standard error and an exit status."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from importlib import metadata
 
 from registry.cli import auth, check, get, prune, serve
 from registry.cli.common import CommandError
 from registry.config import ConfigError
 from registry.errors import RegistryError
-from registry.runtime import RuntimeUnavailable
-
-
-def version() -> str:
-    try:
-        return metadata.version("okura")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+from registry.runtime import RuntimeUnavailable, version
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        print(f"{prog}: invalid configuration:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
+        if len(e.problems) == 1:
+            print(f"{prog}: invalid configuration: {e.problems[0]}", file=sys.stderr)
+        else:
+            print(f"{prog}: invalid configuration ({len(e.problems)} problems):", file=sys.stderr)
+            for problem in e.problems:
+                print(f"  {problem}", file=sys.stderr)
         return 2
     except (RuntimeUnavailable, CommandError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -48,3 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `okura get is | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -153,6 +153,19 @@ leases = Table(
     Column("expires_at", TS, nullable=False),
 )
 
+# Each running server process (one row per process): what it listens on and when it last
+# said it was alive. The CLI prints image references with a live server's address.
+instances = Table(
+    "instances",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("address", String(300), nullable=False),  # HOST:PORT as clients reach it
+    Column("host", String(253), nullable=False),  # the machine's host name
+    Column("version", String(64), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+)
+
 # -- image pruning (registry/pruning) ----------------------------------------------------------
 
 # The ImagePruner custom resource, a singleton named "cluster" (OpenShift's
