@@ -677,7 +677,7 @@ def test_config_builds_the_driver():
         ({"OKURA_STORAGE_S3_REDIRECT_EXPIRY": "8d"}, "storage.s3.redirect_expiry"),
         ({"OKURA_STORAGE_S3_ENDPOINT_URL": "127.0.0.1:8333"}, "storage.s3.endpoint_url"),
     ):
-        with pytest.raises(ConfigError, match=f"^{where}:"):
+        with pytest.raises(ConfigError, match=rf"^{where} \(OKURA_[A-Z0-9_]+\): "):
             load_config(environ={**env, **bad})
     # the bucket is only required when the driver is s3
     assert load_config(environ={"OKURA_STORAGE_S3_PART_SIZE": "4MiB"}).storage.driver == "filesystem"
