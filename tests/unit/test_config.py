@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -376,3 +377,35 @@ def test_flags_beat_the_environment_and_are_named(tmp_path):
 @pytest.mark.parametrize("url", ["postgres://u:p@db/okura", "postgresql://db/okura", "sqlite:////tmp/x.db"])
 def test_database_url_schemes(url):
     assert load_config(environ={"OKURA_DATABASE_URL": url}).database_url == url
+
+
+def _leaves(obj, prefix=""):
+    from dataclasses import fields, is_dataclass
+
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if is_dataclass(value):
+            yield from _leaves(value, key + ".")
+        else:
+            yield key, value
+
+
+def test_config_example_documents_every_key_with_its_default():
+    import yaml
+
+    from registry.config import Config
+
+    path = Path(__file__).resolve().parents[2] / "config.example.yaml"
+    loaded = load_config(str(path), environ={})
+    documented = yaml.safe_load(path.read_text())
+    defaults = Config()
+    for key, default in _leaves(defaults):
+        node = documented
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"config.example.yaml does not document {key}"
+            node = node[part]
+        value = loaded
+        for part in key.split("."):
+            value = getattr(value, part)
+        assert value == default, f"config.example.yaml gives {key} as {value!r}, the default is {default!r}"
