@@ -14,6 +14,7 @@ from typing import Any
 
 from registry.config import Config, config_from_dict, load_config
 from registry.runtime import Runtime, Schema, open_runtime
+from registry.units import parse_duration
 
 Action = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
 
@@ -79,3 +80,26 @@ def run(
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def duration_flag(text: str) -> float:
+    """argparse type: a duration in the registry's one grammar (90s, 1h30m, 2d), in seconds."""
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def count_flag(minimum: int) -> Callable[[str], int]:
+    """argparse type: a whole number of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse

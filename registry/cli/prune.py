@@ -12,11 +12,11 @@ from typing import Any
 
 import yaml
 
-from registry.cli.common import CommandError, config_flags, run
+from registry.cli.common import CommandError, config_flags, count_flag, duration_flag, run
 from registry.pruning import resource, schedule, spec
 from registry.pruning.plan import PruneOptions
 from registry.runtime import Runtime, Schema
-from registry.units import parse_bool, parse_duration
+from registry.units import parse_bool
 
 DRY_RUN_BANNER = "Dry run enabled - no modifications will be made. Add --confirm to remove images"
 
@@ -58,23 +58,6 @@ async def _suspend(runtime: Runtime, args: argparse.Namespace) -> int:
     word = "suspended" if args.suspend else "resumed"
     print(f"{spec.RESOURCE} {word}" if changed else f"{spec.RESOURCE} unchanged (already {word})")
     return 0
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
 
 
 def _flag_bool(text: str) -> bool:
@@ -168,9 +151,12 @@ def add_parser(sub: Any) -> None:
         "and reports each phase on standard error as it goes.",
     )
     config_flags(p)
-    p.add_argument("--keep-tag-revisions", type=_non_negative, metavar="N", help="revisions kept per tag")
+    p.add_argument("--keep-tag-revisions", type=count_flag(0), metavar="N", help="revisions kept per tag")
     p.add_argument(
-        "--keep-younger-than", type=_duration, metavar="DURATION", help="keep images younger than this (60m, 1h30m, 2d)"
+        "--keep-younger-than",
+        type=duration_flag,
+        metavar="DURATION",
+        help="keep images younger than this (60m, 1h30m, 2d)",
     )
     p.add_argument(
         "--prune-registry",

@@ -11,22 +11,11 @@ import subprocess
 import sys
 from typing import Any
 
-from registry.cli.common import config_flags, load
+from registry.cli.common import config_flags, count_flag, duration_flag, load
 from registry.config import Config, unknown_env_keys
 from registry.metadata.db import describe_url
-from registry.units import parse_duration
 
 log = logging.getLogger("okura")
-
-
-def _positive_workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _prepare(config: Config, wait: float) -> bool:
@@ -87,23 +76,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def add_parser(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the registry")
     config_flags(serve)
     serve.add_argument("--addr", help="listen address HOST:PORT (default 0.0.0.0:5000)")
-    serve.add_argument("--workers", type=_positive_workers, help="worker processes sharing the data dir (default 1)")
+    serve.add_argument("--workers", type=count_flag(1), help="worker processes sharing the data dir (default 1)")
     serve.add_argument("--log-format", choices=["logfmt", "json"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve, prog="okura serve")
 
     migrate = sub.add_parser("migrate", help="create the metadata database or bring its schema up to date")
     config_flags(migrate)
-    migrate.add_argument("--wait", type=_duration, metavar="DURATION", help="keep trying an unreachable database")
+    migrate.add_argument("--wait", type=duration_flag, metavar="DURATION", help="keep trying an unreachable database")
     migrate.set_defaults(func=cmd_migrate, prog="okura migrate")

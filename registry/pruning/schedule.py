@@ -22,6 +22,7 @@ from registry.errors import Unavailable
 from registry.metadata import leases
 from registry.metadata.db import utcnow
 from registry.model.context import Registry
+from registry.periodic import every
 from registry.pruning import resource, spec
 from registry.pruning.images import PruneReport
 from registry.pruning.plan import PruneOptions
@@ -178,15 +179,7 @@ async def tick(
 
 
 async def run_forever(reg: Registry, interval: float | None = None, prune: PruneFn | None = None) -> None:
-    """The scheduler loop the server runs (registry.app lifespan)."""
-    interval = interval or reg.config.pruner.check_interval
-    while True:
-        try:
-            await tick(reg, prune=prune)
-        except asyncio.CancelledError:
-            raise
-        except Unavailable as e:
-            log.warning("image pruner: schedule check skipped: %s", e.message)
-        except Exception:
-            log.exception("image pruner: schedule check failed")
-        await asyncio.sleep(interval)
+    """The scheduler loop the server runs (a background job of the runtime)."""
+    await every(
+        interval or reg.config.pruner.check_interval, "image pruner schedule check", lambda: tick(reg, prune=prune)
+    )
