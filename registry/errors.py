@@ -10,6 +10,7 @@ class RegistryError(Exception):
     code = "UNKNOWN"
     status = 500
     default_message = "unknown error"
+    reason: str | None = None  # a Kubernetes StatusReason, when the HTTP status does not say it
 
     def __init__(self, message: str | None = None, detail: Any = None, headers: dict[str, str] | None = None):
         self.message = message or self.default_message
@@ -149,7 +150,24 @@ class ResourceNotFound(ResourceError):
 
 
 class ResourceConflict(ResourceError):
+    """409: the object changed since the caller read it (a stale resourceVersion)."""
+
     code, status, default_message = "CONFLICT", 409, "conflict"
+
+
+class ResourceAlreadyExists(ResourceError):
+    code, status, default_message = "CONFLICT", 409, "already exists"
+    reason = "AlreadyExists"
+
+    def __init__(self, kind: str, group: str, name: str):
+        super().__init__(f'{_qualified(kind, group)} "{name}" already exists', kind=kind, group=group, name=name)
+
+
+class ResourceExpired(RegistryError):
+    """410: a watch or list continuation from a resourceVersion older than the kept log."""
+
+    code, status, default_message = "GONE", 410, "too old resource version"
+    reason = "Expired"
 
 
 class ResourceInvalid(ResourceError):

@@ -81,7 +81,7 @@ def status_object(error: RegistryError, path: str) -> dict[str, Any]:
     retry = error.headers.get("Retry-After", "")
     if retry.isdigit():
         details["retryAfterSeconds"] = int(retry)
-    reason = STATUS_REASONS.get(error.status, "InternalError" if error.status >= 500 else "")
+    reason = error.reason or STATUS_REASONS.get(error.status, "InternalError" if error.status >= 500 else "")
     return {
         "kind": "Status",
         "apiVersion": "v1",

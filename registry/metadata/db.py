@@ -64,11 +64,19 @@ def describe_url(url: str) -> str:
     return url
 
 
+# A transaction sets this in its connection's `info` when it appended to the change log
+# (registry/model/changes.py); after the commit, `Database.after_changes` is called.
+CHANGES_MARK = "okura.changes"
+
+
 class Database:
     def __init__(self, url: str, pool_size: int = 10, echo: bool = False):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._statements: dict[Any, Any] = {}
+        # Called (from any thread) after each commit that appended to the change log: the
+        # runtime wakes this host's watchers with it.
+        self.after_changes: Callable[[], None] | None = None
         if self.is_sqlite:
             path = sqlite_path(url)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -107,11 +115,17 @@ class Database:
         try:
             if self.is_sqlite:
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._writer, _in_transaction, self._write_engine, fn, args)
+                result, changed = await loop.run_in_executor(self._writer, _in_write, self._write_engine, fn, args)
+                if changed and self.after_changes is not None:
+                    self.after_changes()
+                return result
             for attempt in range(3):
                 try:
                     async with self._async_engine.begin() as conn:
-                        return await conn.run_sync(fn, *args)
+                        result, changed = await conn.run_sync(_marked, fn, args)
+                    if changed and self.after_changes is not None:
+                        self.after_changes()
+                    return result
                 except DBAPIError as e:
                     if attempt == 2 or _sqlstate(e) not in _RETRYABLE_SQLSTATES:
                         raise
@@ -192,6 +206,21 @@ class Database:
 def _in_transaction(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     with engine.begin() as conn:
         return fn(conn, *args)
+
+
+def _marked(conn: Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, bool]:
+    try:
+        result = fn(conn, *args)
+    finally:
+        changed = conn.info.pop(CHANGES_MARK, False)
+    return result, changed
+
+
+def _in_write(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, bool]:
+    """A write transaction; also whether it appended to the change log (info survives the
+    connection's return to the pool, so the mark is taken off before the commit)."""
+    with engine.begin() as conn:
+        return _marked(conn, fn, args)
 
 
 def _sqlstate(e: DBAPIError) -> str | None:

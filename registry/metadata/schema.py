@@ -32,12 +32,22 @@ metadata = MetaData(
 DIGEST = String(160)
 TS = DateTime(timezone=True)
 
+# A repository is also an ImageStream of the API: its object metadata and spec live here.
 repositories = Table(
     "repositories",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", TS, nullable=False),
+    Column("uid", String(36), nullable=False),
+    Column("resource_version", BigInteger, nullable=False, server_default="1"),  # its last change's id
+    Column("generation", BigInteger, nullable=False, server_default="1"),  # bumped by spec changes
+    Column("labels", JSON, nullable=True),
+    Column("annotations", JSON, nullable=True),
+    Column("spec", JSON, nullable=True),  # spec.tags (TagReferences) and spec.lookupPolicy
+    # The stream was deleted: its tags and history are gone, its images are left to the
+    # pruner; a push or a create brings the stream back as a new object.
+    Column("deleted_at", TS, nullable=True),
 )
 
 # Blobs known to be in storage, global and content addressed.
@@ -84,6 +94,7 @@ manifests = Table(
     Column("pushed_by", String(255), nullable=True),
     # Every push of this manifest sets it: a re-pushed manifest counts as young.
     Column("last_pushed_at", TS, nullable=True),
+    Column("resource_version", BigInteger, nullable=False, server_default="1"),  # the change adding it
     UniqueConstraint("repository_id", "digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
     Index("ix_manifests_digest", "digest"),
@@ -127,6 +138,7 @@ tag_events = Table(
     Column("digest", DIGEST, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("pushed_by", String(255), nullable=True),
+    Column("generation", BigInteger, nullable=False, server_default="1"),  # the stream's at the time
     Index("ix_tag_events_repo_tag", "repository_id", "tag", "created_at"),
     Index("ix_tag_events_digest", "digest"),
 )
@@ -166,6 +178,29 @@ instances = Table(
     Column("heartbeat_at", TS, nullable=False),
 )
 
+# The change log: every change of an API object, in commit order. Its ids are the
+# resourceVersions; watches stream from it on every replica. Trimmed by age.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("resource", String(64), nullable=False),  # imagestreams, imagestreamtags, images, ...
+    Column("namespace", String(253), nullable=True),
+    Column("name", String(512), nullable=False),
+    Column("type", String(16), nullable=False),  # ADDED, MODIFIED, DELETED
+    Column("object", JSON, nullable=True),  # the object's last state, for DELETED
+    Index("ix_changes_at", "at"),
+)
+
+# One row: the highest change id trimmed from the log (watches from below it get 410 Gone).
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("trimmed_through", BigInteger, nullable=False),
+)
+
 # -- image pruning (registry/pruning) ----------------------------------------------------------
 
 # The ImagePruner custom resource, a singleton named "cluster" (OpenShift's
@@ -179,6 +214,8 @@ image_pruners = Table(
     Column("status", JSON, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("uid", String(36), nullable=True),
+    Column("resource_version", BigInteger, nullable=False, server_default="1"),
 )
 
 # One row per pruner run (scheduled or on demand), trimmed to the history limits.

@@ -26,9 +26,11 @@ from registry.metadata.schema import (
     tag_events,
     tags,
 )
+from registry.model import streams
+from registry.model.changes import ADDED, DELETED, Change
 from registry.model.context import Registry
 from registry.model.manifest_format import ParsedManifest, parse_manifest
-from registry.model.repositories import ensure_repository, repository_id_in
+from registry.model.repositories import repository_id_in
 from registry.names import is_digest, split_digest
 
 
@@ -82,10 +84,17 @@ _PRESENT_MANIFESTS = select(manifests.c.digest).where(
 _MANIFEST_ID = select(manifests.c.id).where(
     manifests.c.repository_id == bindparam("repo_id"), manifests.c.digest == bindparam("digest")
 )
-_TAG_TARGET = select(tags.c.manifest_id).where(
-    tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("tag")
+_ANY_HOLDER = select(manifests.c.repository_id).where(manifests.c.digest == bindparam("digest"))
+# A new manifest takes the resourceVersion of the change that added it (the stream's newest).
+_STAMP_MANIFEST = (
+    update(manifests)
+    .where(manifests.c.id == bindparam("manifest_id"))
+    .values(
+        resource_version=select(repositories.c.resource_version)
+        .where(repositories.c.id == manifests.c.repository_id)
+        .scalar_subquery()
+    )
 )
-_INSERT_TAG_EVENT = tag_events.insert()
 _DELETE_TAG = delete(tags).where(tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("tag"))
 # A deleted tag takes its history with it, as deleting an OpenShift image stream tag does.
 _DELETE_TAG_HISTORY = delete(tag_events).where(
@@ -142,10 +151,11 @@ def _store_manifest(
     parsed: ParsedManifest,
     pushed_by: str | None,
 ) -> bool:
-    """Record a verified manifest and point the tag at it. Returns True when a tag changed."""
+    """Record a verified manifest and point the tag at it (and the tags following it), with
+    the changes in the change log. Returns True when a tag changed."""
     now = utcnow()
     db.gc_shared(conn)
-    repo_id = ensure_repository(db, conn, repo)
+    repo_id, created, generation = streams.ensure_stream(db, conn, repo)
     if parsed.blobs:
         linked = {
             r.digest: r.pending for r in conn.execute(_LINKED_BLOBS, {"repo_id": repo_id, "digests": parsed.blobs})
@@ -164,6 +174,8 @@ def _store_manifest(
                 f"manifest {missing[0]} referenced by the index is not in repository {repo}",
                 detail={"digests": missing},
             )
+    stored_before = conn.execute(_ANY_HOLDER, {"digest": digest}).all()
+    new_here = all(row.repository_id != repo_id for row in stored_before)
     conn.execute(
         db.upsert(manifests, ("repository_id", "digest"), ("last_pushed_at",)),
         {
@@ -182,30 +194,34 @@ def _store_manifest(
         },
     )
     manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": digest}).scalar_one()
-    if parsed.blobs:
-        conn.execute(
-            db.insert_ignore(manifest_blobs, "manifest_id", "digest"),
-            [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
-        )
-    if parsed.children:
-        conn.execute(
-            db.insert_ignore(manifest_children, "manifest_id", "child_digest"),
-            [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
-        )
-    if tag is None:
-        return False
-    current = conn.execute(_TAG_TARGET, {"repo_id": repo_id, "tag": tag}).scalar()
-    if current == manifest_id:
-        return False
-    conn.execute(
-        db.upsert(tags, ("repository_id", "name"), ("manifest_id", "updated_at")),
-        {"repository_id": repo_id, "name": tag, "manifest_id": manifest_id, "updated_at": now},
-    )
-    conn.execute(
-        _INSERT_TAG_EVENT,
-        {"repository_id": repo_id, "tag": tag, "digest": digest, "created_at": now, "pushed_by": pushed_by},
-    )
-    return True
+    if new_here:
+        if parsed.blobs:
+            conn.execute(
+                db.insert_ignore(manifest_blobs, "manifest_id", "digest"),
+                [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
+            )
+        if parsed.children:
+            conn.execute(
+                db.insert_ignore(manifest_children, "manifest_id", "child_digest"),
+                [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
+            )
+    entries: list[Change | None] = [streams.stream_added(repo)] if created else []
+    moved: list[str] = []
+    if tag is not None:
+        change = streams.point_tag(db, conn, repo_id, tag, manifest_id, digest, generation, pushed_by)
+        if change is not None:
+            moved = [tag, *streams.follow_tracking_tags(db, conn, repo, repo_id, tag, manifest_id, digest, pushed_by)]
+            entries.append(streams.tag_changed(repo, tag, change))
+            entries += [streams.tag_changed(repo, t) for t in moved[1:]]
+            if not created:
+                entries.append(streams.stream_changed(repo))
+    image = Change(streams.IMAGES, None, digest, ADDED) if not stored_before else None
+    if image is not None:
+        entries.append(image)
+    streams.record_and_stamp(db, conn, repo_id, entries)
+    if new_here and any(e is not None for e in entries):
+        conn.execute(_STAMP_MANIFEST, {"manifest_id": manifest_id})
+    return bool(moved)
 
 
 async def put_manifest(
@@ -231,7 +247,7 @@ async def put_manifest(
     return PutResult(digest, parsed.subject)
 
 
-def _delete(conn: Connection, repo: str, reference: str) -> bool:
+def _delete(conn: Connection, db: Database, repo: str, reference: str) -> bool:
     repo_id = repository_id_in(conn, repo)
     if repo_id is None:
         return False
@@ -239,15 +255,25 @@ def _delete(conn: Connection, repo: str, reference: str) -> bool:
         if not conn.execute(_DELETE_TAG, {"repo_id": repo_id, "tag": reference}).rowcount:
             return False
         conn.execute(_DELETE_TAG_HISTORY, {"repo_id": repo_id, "tag": reference})
+        streams.record_and_stamp(
+            db, conn, repo_id, [streams.stream_changed(repo), streams.tag_changed(repo, reference, DELETED)]
+        )
         return True
     manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": reference}).scalar()
     if manifest_id is None:
         return False
+    tag_names = list(conn.execute(select(tags.c.name).where(tags.c.manifest_id == manifest_id)).scalars())
     conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
     conn.execute(delete(tag_events).where(tag_events.c.repository_id == repo_id, tag_events.c.digest == reference))
     conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_children).where(manifest_children.c.manifest_id == manifest_id))
     conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
+    entries: list[Change | None] = [streams.tag_changed(repo, t, DELETED) for t in tag_names]
+    if tag_names:
+        entries.append(streams.stream_changed(repo))
+    if conn.execute(_ANY_HOLDER, {"digest": reference}).first() is None:
+        entries.append(Change(streams.IMAGES, None, reference, DELETED, {"name": reference}))
+    streams.record_and_stamp(db, conn, repo_id, entries)
     return True
 
 
@@ -255,6 +281,6 @@ async def delete_manifest(reg: Registry, repo: str, reference: str) -> None:
     """By digest: the manifest and every tag pointing at it. By tag: only the tag."""
     if not reg.config.storage.delete_enabled:
         raise Unsupported("deletes are disabled on this registry")
-    if not await reg.db.write(_delete, repo, reference):
+    if not await reg.db.write(_delete, reg.db, repo, reference):
         raise ManifestUnknown(detail={"reference": reference})
     await reg.cache.changed(repo)

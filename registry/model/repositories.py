@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, select
 
-from registry.metadata.db import Database, utcnow
 from registry.metadata.schema import repositories
 from registry.model.context import Registry
 
@@ -29,13 +28,3 @@ async def repository_id(reg: Registry, name: str) -> int | None:
 def repository_id_in(conn: Connection, name: str) -> int | None:
     """The repository's id inside the caller's transaction."""
     return _repository_id(conn, name)
-
-
-def ensure_repository(db: Database, conn: Connection, name: str) -> int:
-    """The repository's id, creating it if needed, inside the caller's write transaction."""
-    repo_id = _repository_id(conn, name)
-    if repo_id is None:
-        conn.execute(db.insert_ignore(repositories, "name"), {"name": name, "created_at": utcnow()})
-        repo_id = _repository_id(conn, name)
-    assert repo_id is not None
-    return repo_id

@@ -34,7 +34,7 @@ from registry.metadata.db import utcnow
 from registry.metadata.schema import blobs, repositories, repository_blobs, uploads
 from registry.model.blobs import link_blob, reserve_blob
 from registry.model.context import Registry
-from registry.model.repositories import ensure_repository
+from registry.model.streams import ensure_stream, record_and_stamp, stream_added
 from registry.names import split_digest
 from storage.base import BlobNotFound, StorageError, StorageFull
 
@@ -74,7 +74,7 @@ async def start_upload(reg: Registry, repo: str) -> str:
 
     def record(conn: Connection) -> None:
         now = utcnow()
-        repo_id = ensure_repository(reg.db, conn, repo)
+        repo_id, created, _ = ensure_stream(reg.db, conn, repo)
         conn.execute(
             _INSERT_UPLOAD,
             {
@@ -87,6 +87,8 @@ async def start_upload(reg: Registry, repo: str) -> str:
                 "updated_at": now,
             },
         )
+        if created:
+            record_and_stamp(reg.db, conn, repo_id, [stream_added(repo)])
 
     try:
         await reg.db.write(record)
@@ -342,9 +344,12 @@ async def _commit(reg: Registry, repo: str, state: UploadState, digest: str) -> 
     # (collected later), never metadata pointing at nothing.
 
     def record(conn: Connection) -> bool:
-        if not link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, state.size):
+        repo_id, created, _ = ensure_stream(reg.db, conn, repo)
+        if not link_blob(reg.db, conn, repo_id, digest, state.size):
             return False
         _delete_upload(conn, state.id)
+        if created:
+            record_and_stamp(reg.db, conn, repo_id, [stream_added(repo)])
         return True
 
     if not await reg.db.write(record):
@@ -395,7 +400,12 @@ async def mount_blob(
         if row.name == repo or await may_read(row.name):
 
             def link(conn: Connection, size: int = row.size) -> bool:
-                return link_blob(reg.db, conn, ensure_repository(reg.db, conn, repo), digest, size)
+                repo_id, created, _ = ensure_stream(reg.db, conn, repo)
+                if not link_blob(reg.db, conn, repo_id, digest, size):
+                    return False
+                if created:
+                    record_and_stamp(reg.db, conn, repo_id, [stream_added(repo)])
+                return True
 
             # A blob the collector is deleting cannot be mounted: the client uploads it.
             return row.size if await reg.db.write(link) else None

@@ -30,12 +30,16 @@ from registry.metadata.schema import (
     manifest_blobs,
     manifest_children,
     manifests,
+    repositories,
     repository_blobs,
     tag_events,
     tags,
 )
+from registry.model import changes
 from registry.model.blobs import STALE_CLAIM, finish_claim
+from registry.model.changes import DELETED, Change
 from registry.model.context import Registry
+from registry.model.streams import IMAGES, stream_changed
 from registry.pruning.plan import Blob, Link, Manifest, TagEvent
 
 BATCH = 500  # objects per delete transaction: short exclusive holds, few round trips
@@ -61,11 +65,31 @@ async def delete_events(reg: Registry, events: list[TagEvent]) -> list[TagEvent]
 
         def run(conn: Connection, ids: list[int]) -> list[int]:
             reg.db.gc_exclusive(conn)
-            stmt = delete(tag_events).where(tag_events.c.id.in_(ids)).returning(tag_events.c.id)
-            return list(conn.execute(stmt).scalars())
+            stmt = (
+                delete(tag_events)
+                .where(tag_events.c.id.in_(ids))
+                .returning(tag_events.c.id, tag_events.c.repository_id)
+            )
+            gone = conn.execute(stmt).all()
+            _streams_changed(reg, conn, {r.repository_id for r in gone})
+            return [r.id for r in gone]
 
         deleted += [by_id[i] for i in await reg.db.write(run, list(by_id))]
     return deleted
+
+
+def _streams_changed(reg: Registry, conn: Connection, repo_ids: set[int]) -> None:
+    """History items went: the streams changed (their resourceVersions move, watchers hear)."""
+    if not repo_ids:
+        return
+    names = dict(
+        conn.execute(select(repositories.c.id, repositories.c.name).where(repositories.c.id.in_(repo_ids))).all()
+    )
+    entries = [stream_changed(names[i]) for i in sorted(repo_ids) if i in names]
+    ids = changes.record(reg.db, conn, [e for e in entries if e is not None])
+    stamped = [i for i in sorted(repo_ids) if i in names and stream_changed(names[i]) is not None]
+    for repo_id, change_id in zip(stamped, ids, strict=True):
+        conn.execute(update(repositories).where(repositories.c.id == repo_id).values(resource_version=change_id))
 
 
 # -- manifests -------------------------------------------------------------------------------
@@ -132,6 +156,10 @@ async def _delete_manifest_level(reg: Registry, items: list[tuple[Manifest, date
                 conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id.in_(ids)))
                 conn.execute(delete(manifest_children).where(manifest_children.c.manifest_id.in_(ids)))
                 conn.execute(delete(manifests).where(manifests.c.id.in_(ids)))
+                digests = sorted({m.digest for m in gone})
+                still = set(conn.execute(select(manifests.c.digest).where(manifests.c.digest.in_(digests))).scalars())
+                images = [Change(IMAGES, None, d, DELETED, {"name": d}) for d in digests if d not in still]
+                changes.record(reg.db, conn, images)
             return gone
 
         deleted += await reg.db.write(run)

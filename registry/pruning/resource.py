@@ -20,8 +20,11 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from registry import metrics
 from registry.cron import next_fire, previous_fire
+from registry.kube.meta import new_uid
 from registry.metadata.db import as_utc, utcnow
 from registry.metadata.schema import image_pruners, prune_runs
+from registry.model import changes
+from registry.model.changes import ADDED, MODIFIED, Change
 from registry.pruning.images import human_bytes
 from registry.pruning.spec import (
     API_VERSION,
@@ -33,6 +36,8 @@ from registry.pruning.spec import (
     spec_from_object,
     type_name,
 )
+
+RESOURCE_PLURAL = "imagepruners"
 
 if TYPE_CHECKING:
     from registry.model.context import Registry
@@ -115,6 +120,8 @@ class PrunerState:
     status: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    uid: str = ""
+    resource_version: int = 1
 
     @property
     def suspended(self) -> bool:
@@ -150,6 +157,8 @@ def _state(row: Any) -> PrunerState:
         status=dict(row.status),
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        uid=row.uid or "",
+        resource_version=row.resource_version,
     )
 
 
@@ -180,7 +189,7 @@ def _ensure(conn: Connection, reg: Registry) -> Any:
         return row
     now = utcnow()
     spec = initial_spec(reg.config.pruner)
-    conn.execute(
+    inserted = conn.execute(
         reg.db.insert_ignore(image_pruners, "name"),
         {
             "name": NAME,
@@ -189,9 +198,19 @@ def _ensure(conn: Connection, reg: Registry) -> Any:
             "status": _reconciled({}, spec, 1, now),
             "created_at": now,
             "updated_at": now,
+            "uid": new_uid(),
         },
-    )
+    ).rowcount
+    if inserted:  # not when a replica racing us created it first
+        _stamp(conn, reg, ADDED)
     return _select_row(conn, lock=True)
+
+
+def _stamp(conn: Connection, reg: Registry, type_: str) -> None:
+    """Record the change in the change log; the resource takes its id as resourceVersion.
+    (Its transactions end here: the change log must be their last write.)"""
+    (change_id,) = changes.record(reg.db, conn, [Change(RESOURCE_PLURAL, None, NAME, type_)])
+    conn.execute(update(image_pruners).where(image_pruners.c.name == NAME).values(resource_version=change_id))
 
 
 def _publish(state: PrunerState) -> PrunerState:
@@ -251,6 +270,7 @@ async def set_spec(
             )
         )
         _trim(conn, spec)
+        _stamp(conn, reg, MODIFIED)
         return _select_row(conn), True
 
     row, changed = await reg.db.write(write)
@@ -348,7 +368,9 @@ async def claim_scheduled_run(reg: Registry, now: datetime) -> tuple[int, Pruner
         conn.execute(
             update(image_pruners).where(image_pruners.c.name == NAME).values(status=status, updated_at=utcnow())
         )
-        return _begin_run(conn, "scheduled", utcnow()), _select_row(conn)
+        run_id = _begin_run(conn, "scheduled", utcnow())
+        _stamp(conn, reg, MODIFIED)
+        return run_id, _select_row(conn)
 
     claimed = await reg.db.write(write)
     if claimed is None:
@@ -367,6 +389,7 @@ async def record_missed(reg: Registry, due: datetime) -> bool:
             return False
         status["lastMissedScheduleTime"] = timestamp(due)
         conn.execute(update(image_pruners).where(image_pruners.c.name == NAME).values(status=status))
+        _stamp(conn, reg, MODIFIED)
         return True
 
     first = await reg.db.write(write)
@@ -419,6 +442,7 @@ async def finish_run(
                 update(image_pruners).where(image_pruners.c.name == NAME).values(status=status, updated_at=now)
             )
             _trim(conn, dict(row.spec))
+            _stamp(conn, reg, MODIFIED)
         return run
 
     run = await reg.db.write(write)
@@ -454,6 +478,8 @@ def render(state: PrunerState, runs: list[RunRecord], now: datetime | None = Non
         "kind": KIND,
         "metadata": {
             "name": NAME,
+            "uid": state.uid,
+            "resourceVersion": str(state.resource_version),
             "generation": state.generation,
             "creationTimestamp": timestamp(state.created_at),
         },

@@ -1,0 +1,148 @@
+"""Object and list metadata (meta.k8s.io/v1), as every object of the API carries it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from registry.errors import RequestInvalid
+from registry.kube.schema import Schema, boolean, free_form, integer, obj, string, string_map
+
+META = "io.k8s.apimachinery.pkg.apis.meta.v1"
+
+OBJECT_META: Schema = obj(
+    {
+        "name": string("Name, unique within a namespace (or the cluster, for cluster-scoped kinds)."),
+        "generateName": string("Ignored: names are always given."),
+        "namespace": string("The namespace of a namespaced object."),
+        "uid": string("Unique in time and space; set by the server."),
+        "resourceVersion": string(
+            "Opaque version of the object, from one monotonic sequence of changes. An update naming a stale "
+            "one is refused with 409 Conflict."
+        ),
+        "generation": integer("Sequence number of the desired state (spec); set by the server."),
+        "creationTimestamp": string("When the object was created (RFC 3339); set by the server.", fmt="date-time"),
+        "deletionTimestamp": string("Set by the server while an object is being deleted.", fmt="date-time"),
+        "deletionGracePeriodSeconds": integer("Ignored."),
+        "labels": string_map("Labels, for selecting objects (-l)."),
+        "annotations": string_map("Annotations: arbitrary metadata kept with the object."),
+        "ownerReferences": {"type": "array", "items": free_form(), "description": "Kept as given."},
+        "finalizers": {"type": "array", "items": {"type": "string"}, "description": "Kept as given."},
+        "managedFields": {"type": "array", "items": free_form(), "description": "Ignored."},
+        "selfLink": string("Deprecated; ignored."),
+    },
+    "Standard object metadata.",
+)
+
+LIST_META: Schema = obj(
+    {
+        "resourceVersion": string("The version of the list: watch from it to follow changes."),
+        "continue": string("Present when the list was cut by `limit`: pass it back to get the next page."),
+        "remainingItemCount": integer("Items after this page, when known."),
+        "selfLink": string("Deprecated."),
+    },
+    "Standard list metadata.",
+)
+
+STATUS: Schema = obj(
+    {
+        "kind": string(),
+        "apiVersion": string(),
+        "metadata": free_form(),
+        "status": string("Success or Failure."),
+        "message": string(),
+        "reason": string(),
+        "details": free_form(),
+        "code": integer(),
+    },
+    "The result of an operation that does not return an object, or of a failure.",
+)
+
+DELETE_OPTIONS: Schema = obj(
+    {
+        "kind": string(),
+        "apiVersion": string(),
+        "gracePeriodSeconds": integer(),
+        "preconditions": obj({"uid": string(), "resourceVersion": string()}),
+        "propagationPolicy": string(),
+        "orphanDependents": boolean(),
+        "dryRun": {"type": "array", "items": {"type": "string"}},
+    },
+    "Options of a DELETE.",
+)
+
+WATCH_EVENT: Schema = obj(
+    {"type": string("ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."), "object": free_form()},
+    "One change of a watched collection.",
+)
+
+COMPONENTS: dict[str, Schema] = {
+    f"{META}.ObjectMeta": OBJECT_META,
+    f"{META}.ListMeta": LIST_META,
+    f"{META}.Status": STATUS,
+    f"{META}.DeleteOptions": DELETE_OPTIONS,
+    f"{META}.WatchEvent": WATCH_EVENT,
+}
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339, UTC, whole seconds, `Z`: how Kubernetes writes times."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def list_object(kind: str, api_version: str, items: list[dict[str, Any]], resource_version: int,
+                continue_token: str | None = None) -> dict[str, Any]:  # fmt: skip
+    metadata: dict[str, Any] = {"resourceVersion": str(resource_version)}
+    if continue_token:
+        metadata["continue"] = continue_token
+    return {"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}
+
+
+# -- resourceVersion and continue tokens --------------------------------------------------------
+
+_RV_RE = re.compile(r"\d{1,18}")
+
+
+def parse_resource_version(value: str | None, field: str = "resourceVersion") -> int | None:
+    """None when absent or empty; a non-negative integer otherwise (resourceVersions are
+    opaque to clients, but these come from us)."""
+    if value is None or value == "":
+        return None
+    if not _RV_RE.fullmatch(value):
+        raise RequestInvalid(f'invalid {field} "{value[:64]}": must be a resourceVersion the server gave')
+    return int(value)
+
+
+def continue_token(resource_version: int, last_key: str) -> str:
+    raw = json.dumps({"rv": resource_version, "start": last_key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        rv, start = data["rv"], data["start"]
+        if not isinstance(rv, int) or not isinstance(start, str) or rv < 0:
+            raise ValueError
+        return rv, start
+    except (ValueError, KeyError, TypeError):
+        raise RequestInvalid("invalid continue token: pass back the one a list answered with") from None
+
+
+def parse_limit(value: str | None) -> int | None:
+    if value is None or value == "" or value == "0":
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise RequestInvalid(f'invalid limit "{value[:32]}": must be a non-negative integer')
+    return int(value)

@@ -1,0 +1,126 @@
+"""The change log: every change of an API object, appended in the transaction that makes it,
+in commit order. A change's id is the resourceVersion clients see; watches follow the log
+from a resourceVersion on every replica; it is trimmed by age, and a watch from below what
+was trimmed is answered 410 Gone.
+
+Commit order: on PostgreSQL, ids come from a sequence at insert time, so a transaction that
+took a smaller id could commit after a larger one became visible, and a watcher reading
+"after id N" would skip it. Appends therefore take a transaction lock and are the last
+statements before the commit: ids become visible in increasing order. (SQLite has a single
+writer.) A notification sent inside the transaction wakes the other replicas' watchers at
+the commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, text, update
+
+from registry.metadata.changes import CHANNEL
+from registry.metadata.db import CHANGES_MARK, Database, as_utc, utcnow
+from registry.metadata.schema import change_log, changes
+
+CHANGES_SLOT = "@changes"  # the generation slot bumped after a commit that appended changes
+_PG_APPEND_LOCK = 7_146_531_003
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+
+@dataclass(frozen=True)
+class Change:
+    resource: str  # the plural: imagestreams, imagestreamtags, images, imagepruners, ...
+    namespace: str | None
+    name: str
+    type: str  # ADDED, MODIFIED or DELETED
+    object: dict[str, Any] | None = None  # a DELETED object's last state
+
+
+@dataclass(frozen=True)
+class LoggedChange:
+    id: int
+    at: datetime
+    change: Change
+
+
+def record(db: Database, conn: Connection, entries: Sequence[Change]) -> list[int]:
+    """Append `entries` at the end of a write transaction (only the commit may follow);
+    returns their ids, in order. Repeated entries of one object collapse into one."""
+    unique: dict[tuple[str, str | None, str], Change] = {}
+    for entry in entries:
+        key = (entry.resource, entry.namespace, entry.name)
+        earlier = unique.get(key)
+        if earlier is not None and earlier.type == ADDED and entry.type == MODIFIED:
+            continue  # still an addition, seen in its final state
+        unique[key] = entry
+    if not unique:
+        return []
+    if not db.is_sqlite:
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_APPEND_LOCK})"))
+        conn.execute(text("SELECT pg_notify(:channel, :key)"), {"channel": CHANNEL, "key": CHANGES_SLOT})
+    now = utcnow()
+    ids = [
+        conn.execute(
+            changes.insert().returning(changes.c.id),
+            {
+                "at": now,
+                "resource": c.resource,
+                "namespace": c.namespace,
+                "name": c.name,
+                "type": c.type,
+                "object": c.object,
+            },
+        ).scalar_one()
+        for c in unique.values()
+    ]
+    conn.info[CHANGES_MARK] = True
+    by_key = dict(zip(unique, ids, strict=True))
+    return [by_key[(e.resource, e.namespace, e.name)] for e in entries]
+
+
+def latest(conn: Connection) -> int:
+    """The current resourceVersion of everything: the newest change's id."""
+    newest = conn.execute(select(func.max(changes.c.id))).scalar()
+    return max(newest or 0, trimmed_through(conn))
+
+
+def trimmed_through(conn: Connection) -> int:
+    return conn.execute(select(change_log.c.trimmed_through).where(change_log.c.id == 1)).scalar() or 0
+
+
+def since(conn: Connection, after: int, resources: Sequence[str], limit: int = 500) -> tuple[list[LoggedChange], int]:
+    """Changes of `resources` after `after`, oldest first, and the id the scan reached (the
+    caller's next `after`, past changes of other resources too)."""
+    rows = conn.execute(select(changes).where(changes.c.id > after).order_by(changes.c.id).limit(limit)).all()
+    reached = rows[-1].id if rows else after
+    found = [
+        LoggedChange(r.id, as_utc(r.at), Change(r.resource, r.namespace, r.name, r.type, r.object))
+        for r in rows
+        if r.resource in resources
+    ]
+    return found, reached
+
+
+def expired(conn: Connection, resource_version: int) -> bool:
+    """Whether changes after `resource_version` may have been trimmed away."""
+    return resource_version < trimmed_through(conn)
+
+
+async def trim(db: Database, older_than: datetime) -> int:
+    """Delete changes older than `older_than`; returns how many."""
+
+    def run(conn: Connection) -> int:
+        newest_gone = conn.execute(select(func.max(changes.c.id)).where(changes.c.at < older_than)).scalar()
+        if newest_gone is None:
+            return 0
+        gone = conn.execute(delete(changes).where(changes.c.id <= newest_gone)).rowcount
+        conn.execute(
+            update(change_log)
+            .where(change_log.c.id == 1, change_log.c.trimmed_through < newest_gone)
+            .values(trimmed_through=newest_gone)
+        )
+        return gone
+
+    return await db.write(run)
