@@ -14,6 +14,7 @@ import pytest_asyncio
 from registry.app import build_app
 from registry.config import config_from_dict
 from registry.runtime import open_runtime
+from tests.support.backends import BACKENDS
 from tests.support.postgres import create_database, drop_database, truncate_tables
 from tests.support.s3 import (
     S3_BUCKET,
@@ -50,7 +51,7 @@ async def pg_database() -> AsyncIterator[str]:
     await drop_database(url)
 
 
-@pytest.fixture(params=["sqlite", "postgres", "s3"])
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Where metadata and blobs live: SQLite or PostgreSQL with the filesystem driver, or
     SQLite with the S3 driver on a real SeaweedFS (blobs streamed, no redirects)."""

@@ -4,6 +4,7 @@ A plain package (no fixtures, no hooks: those live in the conftest.py files, whi
 from here). Nothing here imports a conftest module.
 
 - auth: in-process auth clients (TokenDance, Accounts, login, basic, parse_challenge) and the `okura auth` CLI
+- backends: the `backend` fixture's values (BACKENDS, SQL_BACKENDS)
 - blobs: MiB and PatternBlob, a large blob generated as it streams
 - clients: podman/buildah/skopeo with a private configuration (Clients), skipping when clients are missing
 - clock: fake clocks (FakeClock in-process, MovableClock through OKURA_TEST_CLOCK_FILE)
