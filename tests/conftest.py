@@ -1,9 +1,9 @@
-"""Shared fixtures: an Okura app per test on SQLite and on a real PostgreSQL server."""
+"""Shared fixtures: an Okura app per test on SQLite, on a real PostgreSQL server and on a real S3
+(the session's SeaweedFS, booted in the background by the hooks below). Helpers: tests/support."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,61 +14,44 @@ import pytest_asyncio
 from registry.app import build_app
 from registry.config import config_from_dict
 from registry.runtime import open_runtime
-from tests.s3_fixtures import (  # noqa: F401 - pytest hooks and fixtures shared by every test directory
+from tests.support.backends import BACKENDS
+from tests.support.postgres import create_database, drop_database, truncate_tables
+from tests.support.s3 import (
     S3_BUCKET,
-    pytest_collection_modifyitems,
-    pytest_sessionfinish,
-    seaweedfs,
+    needs_seaweedfs,
+    shared_seaweedfs,
+    start_shared_seaweedfs,
+    stop_shared_seaweedfs,
 )
-from tests.storage.seaweedfs import ACCESS_KEY, SECRET_KEY
-
-PG_ADMIN_URL = os.environ.get("OKURA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REQUIRE_PG = os.environ.get("OKURA_TEST_REQUIRE_POSTGRES") == "1"
+from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Boot the shared SeaweedFS in the background when a test to run needs it."""
+    if not config.option.collectonly and any(needs_seaweedfs(item) for item in items):
+        start_shared_seaweedfs()
 
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_shared_seaweedfs()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> SeaweedFS:
+    """A running single-node SeaweedFS with its S3 gateway on a free loopback port."""
+    return shared_seaweedfs()
 
 
 @pytest_asyncio.fixture(scope="session")
 async def pg_database() -> AsyncIterator[str]:
     """A fresh PostgreSQL database for this test session; its URL."""
-    name = f"okura_test_{uuid.uuid4().hex[:10]}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except Exception as e:  # no server here
-        if REQUIRE_PG:
-            raise
-        pytest.skip(f"PostgreSQL unavailable at {PG_ADMIN_URL}: {e}")
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = await create_database("okura_test")
+    yield url
+    await drop_database(url)
 
 
-async def _truncate_pg(url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
-            )
-        ]
-        if tables:
-            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres", "s3"])
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Where metadata and blobs live: SQLite or PostgreSQL with the filesystem driver, or
     SQLite with the S3 driver on a real SeaweedFS (blobs streamed, no redirects)."""
@@ -109,7 +92,7 @@ async def make_app(tmp_path, pg_url, s3_storage):
             data = {"data_dir": str(tmp_path / "data"), "log": {"access_log": False}}
             if pg_url:
                 if not opened:
-                    await _truncate_pg(pg_url)
+                    await truncate_tables(pg_url)
                 data["database"] = {"url": pg_url}
             if s3_storage:
                 data["storage"] = dict(s3_storage)

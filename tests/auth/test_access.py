@@ -15,8 +15,10 @@ import pytest
 import pytest_asyncio
 
 from auth.roles import ROLES, Role
-from tests.auth.conftest import AUTH, KINDS, Accounts, Connect, Person, TokenDance, login, parse_challenge
-from tests.helpers import OCI_MANIFEST, assert_error, push_image, relative, sha256
+from tests.support.auth import AUTH, KINDS, Accounts, Connect, Person, TokenDance, login, parse_challenge
+from tests.support.digests import sha256
+from tests.support.http import assert_error, push_image, relative
+from tests.support.media_types import OCI_MANIFEST
 
 REALM = "http://registry/openshift/token"
 SERVICE = "okura-registry"

@@ -8,9 +8,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.auth.conftest import TokenDance, basic, parse_challenge
-from tests.auth.test_security import okura_cli
-from tests.helpers import assert_error, push_image
+from tests.support.auth import TokenDance, basic, okura_cli, parse_challenge
+from tests.support.http import assert_error, push_image
 
 ENDPOINTS = [
     ("GET", "/admin/v1/users", None),

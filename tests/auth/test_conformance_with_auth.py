@@ -12,7 +12,6 @@ from __future__ import annotations
 import httpx
 import pytest_asyncio
 
-from tests.auth.conftest import Accounts, TokenDance
 from tests.protocol import (
     test_conformance_discovery,
     test_conformance_management,
@@ -23,6 +22,7 @@ from tests.protocol.test_conformance_discovery import discovered  # noqa: F401  
 from tests.protocol.test_conformance_management import managed  # noqa: F401
 from tests.protocol.test_conformance_pull import pulled  # noqa: F401
 from tests.protocol.test_conformance_push import data  # noqa: F401
+from tests.support.auth import Accounts, TokenDance
 
 NAMESPACE = "conformance"  # every repository the workflows use is conformance/<workflow>
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from tests.auth.conftest import Accounts, Connect, Person, TokenDance, login, parse_challenge
-from tests.helpers import assert_status, push_image, sha256
+from tests.support.auth import Accounts, Connect, Person, TokenDance, login, parse_challenge
+from tests.support.digests import sha256
+from tests.support.http import assert_status, push_image
 
 API = "/apis/image.openshift.io/v1"
 

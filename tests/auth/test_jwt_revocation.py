@@ -12,8 +12,8 @@ import httpx
 import jwt
 import pytest
 
-from tests.auth.conftest import AUTH, Accounts, Connect, Person, basic
-from tests.helpers import assert_error, push_image
+from tests.support.auth import AUTH, Accounts, Connect, Person, basic
+from tests.support.http import assert_error, push_image
 
 SERVICE = "okura-registry"
 

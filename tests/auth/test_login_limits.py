@@ -14,8 +14,8 @@ import pytest
 
 from registry import clock
 from registry.config import AuthConfig
-from tests.auth.conftest import Accounts, Connect, basic
-from tests.helpers import assert_error
+from tests.support.auth import Accounts, Connect, basic
+from tests.support.http import assert_error
 
 SERVICE = "okura-registry"
 LIMITS = {"enabled": True, "slow_after": 1000, "max_failures": 5, "lockout": 60}

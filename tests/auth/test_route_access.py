@@ -15,8 +15,9 @@ import pytest_asyncio
 
 from auth.jwt_tokens import Grant
 from auth.subjects import identity_for
-from tests.auth.conftest import Accounts, Connect
-from tests.helpers import OCI_MANIFEST, push_image
+from tests.support.auth import Accounts, Connect
+from tests.support.http import push_image
+from tests.support.media_types import OCI_MANIFEST
 
 ZERO = "sha256:" + "0" * 64
 UPLOAD = "00000000-0000-4000-8000-000000000000"

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -19,8 +18,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.auth.conftest import Accounts, TokenDance, basic, parse_challenge
-from tests.helpers import OCI_MANIFEST, assert_error, push_blob, push_image, sha256
+from tests.support.auth import Accounts, TokenDance, basic, okura_cli, parse_challenge
+from tests.support.digests import sha256
+from tests.support.http import assert_error, push_blob, push_image
+from tests.support.media_types import OCI_MANIFEST
 
 SERVICE = "okura-registry"
 ISSUER = "okura"
@@ -283,27 +284,6 @@ async def test_expiring_token_is_not_cached_past_its_expiry(auth_app, accounts, 
     assert (await c.get("/v2/team/app/tags/list")).status_code == 200
     await asyncio.sleep(1.1)
     assert_unauthorized(await c.get("/v2/team/app/tags/list"))
-
-
-def _cli_env(app: Any) -> dict[str, str]:
-    config = app.app.state.runtime.config
-    data = {"data_dir": config.data_dir, "database": {"url": config.database_url}}
-    return {**os.environ, "OKURA_CONFIG_JSON": json.dumps(data)}
-
-
-async def okura_cli(app: Any, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "registry",
-        "auth",
-        *args,
-        env=_cli_env(app),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def test_cli_changes_apply_to_the_running_server_at_once(auth_app, connect, seeded):

@@ -14,17 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.conftest import (
-    Account,
-    AuthRegistry,
-    BuiltImage,
-    ClientError,
-    Clients,
-    auth_config_entry,
-    build_image,
-    random_layers,
-    sha256_bytes,
-)
+from tests.support.clients import Account, ClientError, Clients, auth_config_entry
+from tests.support.digests import sha256
+from tests.support.images import BuiltImage, build_image, random_layers
+from tests.support.registries import AuthRegistry
 
 # Authorization is decided before storage is touched: on S3, redirects (blob GETs answered 307,
 # followed by clients holding a bearer token) are what differs, so s3-proxy is left out to save time.
@@ -274,7 +267,7 @@ def test_skopeo_with_creds(registry, clients, accounts, seeded):
     assert inspected["Digest"] == seeded["team-a/app"]
     raw = clients.skopeo("inspect", "--tls-verify=false", "--raw", "--creds", accounts.reader.creds,
                          f"docker://{src}").stdout  # fmt: skip
-    assert sha256_bytes(raw.encode()) == seeded["team-a/app"]
+    assert sha256(raw.encode()) == seeded["team-a/app"]
 
     clients.push("podman", "localhost/e2e/auth-base", f"{registry.host}/team-a/app:second",
                  extra=authfile(registry, clients, accounts.builder))  # fmt: skip

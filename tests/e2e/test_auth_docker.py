@@ -1,4 +1,4 @@
-"""docker (the private dockerd of test_docker.py) against okura with auth on: `docker login` with a
+"""docker (the private dockerd of tests/e2e/conftest.py) against okura with auth on: `docker login` with a
 token as the password, push/pull as an editor, refusals, and cross-namespace mounts (docker asks
 to mount straight away, POST ?mount=&from=, without checking the source first).
 
@@ -12,24 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import test_docker
-from tests.e2e.conftest import (
-    Account,
-    AuthRegistry,
-    ClientError,
-    auth_config_entry,
-    random_layers,
-    write_auth_config,
-)
-from tests.e2e.test_docker import Docker, pushed_digest
+from tests.support.clients import Account, ClientError, auth_config_entry, write_auth_config
+from tests.support.docker import Docker, pushed_digest
+from tests.support.images import merged_files, random_layers, write_build_context
+from tests.support.registries import AuthRegistry
 
 # Authorization is decided before storage is touched: on S3, redirects (blob GETs answered 307,
 # followed by clients holding a bearer token) are what differs, so s3-proxy is left out to save time.
 pytestmark = [pytest.mark.e2e, pytest.mark.storages("filesystem", "s3-redirect")]
 
-# The same private dockerd fixture; `registry` below points it (--insecure-registry) at this
-# module's auth-enabled registry.
-dockerd = test_docker.dockerd
+# The private dockerd fixture (tests/e2e/conftest.py) points --insecure-registry at `registry`:
+# below, this module's auth-enabled registry.
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +82,9 @@ def build(dockerd: Docker, tag: str, sizes: list[list[int]]) -> dict[str, bytes]
     """docker build (legacy builder) of FROM scratch + one COPY per layer; returns the files."""
     layers = random_layers(sizes, tag)
     ctx = dockerd.root / "ctx" / tag
-    lines = ["FROM scratch"]
-    for i, files in enumerate(layers):
-        for path, data in files.items():
-            target = ctx / f"layer{i}" / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        lines.append(f"COPY layer{i}/ /")
-    (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+    write_build_context(ctx, layers, "Dockerfile")
     dockerd.run("build", "-t", f"e2e-auth/{tag}", str(ctx))
-    return {path: data for layer in layers for path, data in layer.items()}
+    return merged_files(layers)
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    OCI_CONFIG,
-    OCI_LAYER_GZIP,
-    OCI_MANIFEST,
-    RSSSampler,
-    kill_process_group,
-    make_clients,
-    sha256_bytes,
-    sha256_file,
-)
+from tests.support.clients import make_clients
+from tests.support.digests import sha256, sha256_file
+from tests.support.media_types import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
+from tests.support.processes import kill_process_group
+from tests.support.rss import RssSampler
 
 pytestmark = pytest.mark.e2e
 
@@ -86,21 +81,21 @@ def write_oci_layout(root: Path, size: int) -> dict:
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + uncompressed.hash.hexdigest()]},
         }
     ).encode()
-    (blobs / sha256_bytes(config).split(":")[1]).write_bytes(config)
+    (blobs / sha256(config).split(":")[1]).write_bytes(config)
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256_bytes(config), "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": compressed.size}],
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": compressed.size}],
     }
     manifest_bytes = json.dumps(manifest).encode()
-    (blobs / sha256_bytes(manifest_bytes).split(":")[1]).write_bytes(manifest_bytes)
+    (blobs / sha256(manifest_bytes).split(":")[1]).write_bytes(manifest_bytes)
     index = {
         "schemaVersion": 2,
         "manifests": [
             {
                 "mediaType": OCI_MANIFEST,
-                "digest": sha256_bytes(manifest_bytes),
+                "digest": sha256(manifest_bytes),
                 "size": len(manifest_bytes),
                 "annotations": {"org.opencontainers.image.ref.name": "big"},
             }
@@ -109,7 +104,7 @@ def write_oci_layout(root: Path, size: int) -> dict:
     (root / "index.json").write_text(json.dumps(index))
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     return {
-        "manifest_digest": sha256_bytes(manifest_bytes),
+        "manifest_digest": sha256(manifest_bytes),
         "layer_digest": layer_digest,
         "layer_size": compressed.size,
     }
@@ -134,7 +129,7 @@ def test_200mb_layer_roundtrip_with_bounded_memory(registry, clients, big_layout
     baseline_mib = registry.rss_kib() / 1024
 
     mark = registry.mark()
-    with RSSSampler(registry.pid) as push_rss:
+    with RssSampler(registry.pid) as push_rss:
         clients.skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{layout}:big", f"docker://{ref}")
     uploaded = sum(int(e["bytes_in"]) for e in registry.access(mark) if e["method"] in ("PATCH", "PUT", "POST"))
     assert uploaded >= info["layer_size"], "the layer was not uploaded through the API"
@@ -145,12 +140,12 @@ def test_200mb_layer_roundtrip_with_bounded_memory(registry, clients, big_layout
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == info["layer_size"]
 
     pulled = tmp_path / "pulled"
-    with RSSSampler(registry.pid) as pull_rss:
+    with RssSampler(registry.pid) as pull_rss:
         clients.skopeo("copy", "--src-tls-verify=false", f"docker://{ref}", f"dir:{pulled}")
     layer_file = pulled / info["layer_digest"].split(":")[1]
     assert layer_file.stat().st_size == info["layer_size"]
     assert sha256_file(layer_file) == info["layer_digest"]
-    assert sha256_bytes((pulled / "manifest.json").read_bytes()) == info["manifest_digest"]
+    assert sha256((pulled / "manifest.json").read_bytes()) == info["manifest_digest"]
     shutil.rmtree(pulled)
 
     print(

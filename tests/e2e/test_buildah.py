@@ -7,15 +7,8 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    BuiltImage,
-    build_image,
-    random_layers,
-)
+from tests.support.images import BuiltImage, build_image, random_layers
+from tests.support.media_types import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 pytestmark = pytest.mark.e2e
 

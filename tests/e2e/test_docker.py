@@ -3,147 +3,15 @@ docker mounts layers across repositories and pulls what podman pushed."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    REQUIRE_CLIENTS,
-    ClientError,
-    build_image,
-    kill_process_group,
-    random_layers,
-    require_binaries,
-    require_root,
-    tail,
-    track,
-)
+from tests.support.docker import pushed_digest
+from tests.support.images import build_image, merged_files, random_layers, write_build_context
+from tests.support.media_types import DOCKER_LIST, DOCKER_MANIFEST
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class Docker:
-    root: Path
-    proc: subprocess.Popen
-    log_path: Path
-    env: dict[str, str]
-
-    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        argv = ["docker", *args]
-        try:
-            result = subprocess.run(
-                argv, env=self.env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, text=True
-            )
-        except subprocess.TimeoutExpired as e:
-            raise ClientError(argv, None, f"(timed out after {timeout}s)") from e
-        if check and result.returncode != 0:
-            raise ClientError(argv, result)
-        return result
-
-    def export(self, image: str) -> dict[str, bytes]:
-        """The files of an image's root filesystem (docker create + docker export)."""
-        cid = self.run("create", image, "/nonexistent").stdout.strip()  # created, never started
-        try:
-            data = subprocess.run(
-                ["docker", "export", cid], env=self.env, capture_output=True, timeout=120, check=True
-            ).stdout
-        finally:
-            self.run("rm", "-f", cid, check=False)
-        out = {}
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            for member in tar:
-                if member.isfile():
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    out["/" + member.name.lstrip("./")] = f.read()
-        return out
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE_CLIENTS:
-        pytest.fail(f"{reason} (OKURA_TEST_REQUIRE_CLIENTS=1)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def dockerd(registry) -> Iterator[Docker]:
-    """A private dockerd (own data-root, exec-root, socket, containerd namespace; vfs; no networking)."""
-    require_binaries("dockerd", "docker")
-    require_root()
-    # short path: the daemon's unix sockets (including containerd's, under exec-root) must fit in 108 bytes
-    root = Path(tempfile.mkdtemp(prefix="okura-e2e-dockerd-", dir="/tmp"))
-    for d in ("data", "exec", "cli", "home"):
-        (root / d).mkdir()
-    log_path = root / "dockerd.log"
-    namespace = f"okura-e2e-{os.getpid()}"
-    sock = root / "docker.sock"
-    argv = [
-        "dockerd",
-        "--data-root",
-        str(root / "data"),
-        "--exec-root",
-        str(root / "exec"),
-        "--pidfile",
-        str(root / "dockerd.pid"),
-        "-H",
-        f"unix://{sock}",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--ip-masq=false",
-        "--bridge=none",
-        "--storage-driver=vfs",
-        "--insecure-registry",
-        registry.host,
-        "--containerd-namespace",
-        namespace,
-        "--containerd-plugins-namespace",
-        namespace + "-plugins",
-    ]
-    with open(log_path, "wb") as log:
-        popen = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        proc = track(popen)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    env.update(
-        DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(root / "cli"), HOME=str(root / "home"), DOCKER_BUILDKIT="0"
-    )
-    docker = Docker(root=root, proc=proc, log_path=log_path, env=env)
-    try:
-        deadline = time.monotonic() + 90
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            if sock.exists():
-                try:
-                    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=2) as c:
-                        if c.get("http://docker/_ping").status_code == 200:
-                            ready = True
-                            break
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
-        if not ready:
-            state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not answer /_ping in 90s"
-            _unavailable(f"dockerd could not be started ({state}); log tail:\n{tail(log_path, 25)}")
-        yield docker
-    finally:
-        kill_process_group(proc, grace=30)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -151,26 +19,10 @@ def docker_image(dockerd, registry) -> dict:
     """An image built by docker's legacy builder: one layer per COPY."""
     layers = random_layers([[120_000, 7], [64_000], [30_000, 0]], "dk")
     ctx = dockerd.root / "ctx"
-    lines = ["FROM scratch"]
-    for i, files in enumerate(layers):
-        for path, data in files.items():
-            target = ctx / f"layer{i}" / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        lines.append(f"COPY layer{i}/ /")
-    (ctx / "Dockerfile").write_text("\n".join(lines) + "\n")
+    write_build_context(ctx, layers, "Dockerfile")
     ref = f"{registry.host}/dk/app:v1"
     dockerd.run("build", "-t", ref, str(ctx))
-    files: dict[str, bytes] = {}
-    for layer in layers:
-        files.update(layer)
-    return {"ref": ref, "files": files, "layers": len(layers)}
-
-
-def pushed_digest(output: str, tag: str) -> str:
-    m = re.search(rf"^{re.escape(tag)}: digest: (sha256:[0-9a-f]{{64}}) size: \d+$", output, re.MULTILINE)
-    assert m, f"no digest line in docker push output:\n{output}"
-    return m.group(1)
+    return {"ref": ref, "files": merged_files(layers), "layers": len(layers)}
 
 
 def test_docker_build_push_rmi_pull(registry, dockerd, docker_image):

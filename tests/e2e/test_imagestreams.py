@@ -10,7 +10,9 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import DOCKER_MANIFEST, build_image, okura_command, random_layers
+from tests.support.images import build_image, random_layers
+from tests.support.media_types import DOCKER_MANIFEST
+from tests.support.processes import okura_command
 
 pytestmark = pytest.mark.e2e
 

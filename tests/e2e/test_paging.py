@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import build_image, random_layers, start_registry
+from tests.support.images import build_image, random_layers
+from tests.support.registries import start_registry
 
 pytestmark = pytest.mark.e2e
 

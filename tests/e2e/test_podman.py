@@ -8,15 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.conftest import (
-    OCI_MANIFEST,
-    BlobStore,
-    BuiltImage,
-    ClientError,
-    build_image,
-    random_layers,
-    sha256_bytes,
-)
+from tests.support.clients import ClientError
+from tests.support.digests import sha256
+from tests.support.images import BuiltImage, build_image, random_layers
+from tests.support.media_types import OCI_MANIFEST
+from tests.support.storages import BlobStore
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +69,7 @@ def test_push_pull_roundtrip(registry, clients, puller, images, fmt, tool, push_
     assert inspected["Architecture"] == "amd64"
     assert len(inspected["Layers"]) == len(image.layers)
     raw = clients.skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}").stdout
-    assert sha256_bytes(raw.encode()) == digest
+    assert sha256(raw.encode()) == digest
 
     # the blobs are where the registry's storage keeps them (S3: nothing under the data dir)
     blobs = {manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])}
@@ -136,7 +132,7 @@ def test_cross_repository_push_mounts(registry, clients):
             a = c.get(f"/v2/ns/one/blobs/{layer['digest']}")
             b = c.get(f"/v2/ns/two/blobs/{layer['digest']}")
             assert a.status_code == b.status_code == 200
-            assert sha256_bytes(b.content) == layer["digest"] and a.content == b.content
+            assert sha256(b.content) == layer["digest"] and a.content == b.content
 
 
 def test_delete_manifest_over_http_then_pull_fails(registry, clients, puller, images):

@@ -21,18 +21,14 @@ import pytest
 from registry.config import load_config
 from registry.pruning.images import PruneOptions, PruneReport, prune_images
 from registry.runtime import open_runtime
-from tests.e2e.conftest import ClientError, make_clients
+from tests.support.clients import ClientError, make_clients
+from tests.support.digests import sha256
+from tests.support.media_types import OCI_LAYER, OCI_MANIFEST
 
 pytestmark = pytest.mark.e2e
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 REVISIONS = 8
 ROUNDS = 3  # each revision is pushed again after the pruner removed it
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _layer(name: str, size: int) -> tuple[bytes, bytes]:
@@ -56,7 +52,7 @@ def write_layout(root: Path, revisions: int) -> None:
     blobs.mkdir(parents=True)
 
     def put(data: bytes) -> str:
-        digest = _digest(data)
+        digest = sha256(data)
         (blobs / digest.split(":")[1]).write_bytes(data)
         return digest
 
@@ -68,7 +64,7 @@ def write_layout(root: Path, revisions: int) -> None:
                 "architecture": "amd64",
                 "os": "linux",
                 "config": {"Labels": {"revision": str(i)}},
-                "rootfs": {"type": "layers", "diff_ids": [_digest(raw) for _, raw in layers]},
+                "rootfs": {"type": "layers", "diff_ids": [sha256(raw) for _, raw in layers]},
             }
         ).encode()
         manifest = json.dumps(
@@ -80,7 +76,7 @@ def write_layout(root: Path, revisions: int) -> None:
                     "digest": put(config),
                     "size": len(config),
                 },
-                "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": put(gz), "size": len(gz)} for gz, _ in layers],
+                "layers": [{"mediaType": OCI_LAYER, "digest": put(gz), "size": len(gz)} for gz, _ in layers],
             }
         ).encode()
         entries.append(
@@ -180,4 +176,4 @@ def test_pushes_and_pulls_stay_whole_while_the_pruner_runs(registry, tmp_path_fa
             manifest = r.json()
             for blob in [manifest["config"], *manifest["layers"]]:
                 got = http.get(f"/v2/{repo}/blobs/{blob['digest']}")
-                assert got.status_code == 200 and _digest(got.content) == blob["digest"]
+                assert got.status_code == 200 and sha256(got.content) == blob["digest"]

@@ -18,30 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    DOCKER_MANIFEST,
-    ClientError,
-    build_image,
-    make_clients,
-    okura_command,
-    random_layers,
-    start_registry,
-)
+from tests.support.clients import ClientError, make_clients
+from tests.support.clock import MovableClock
+from tests.support.images import build_image, random_layers
+from tests.support.media_types import DOCKER_MANIFEST
+from tests.support.processes import okura_command
+from tests.support.registries import start_registry
 
 pytestmark = pytest.mark.e2e
 
 PRUNER = "/apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster"
-
-
-class MovableClock:
-    def __init__(self, path: Path):
-        self.path = path
-        self.offset = float(path.read_text() or 0)
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-        self.path.write_text(str(self.offset))
-        os.utime(self.path, (time.time() + self.offset, time.time() + self.offset))  # a new mtime
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    DOCKER_MANIFEST,
-    OCI_MANIFEST,
-    ClientError,
-    build_image,
-    random_layers,
-    sha256_bytes,
-    sha256_file,
-)
+from tests.support.clients import ClientError
+from tests.support.digests import sha256, sha256_file
+from tests.support.images import build_image, random_layers
+from tests.support.media_types import DOCKER_MANIFEST, OCI_MANIFEST
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +73,7 @@ def test_copy_through_dir_layout(registry, clients, sources, tmp_path: Path):
     copy(clients, f"docker://{src}", f"dir:{out}")
     registry.check_blob_reads(registry.access(mark))  # 307 to S3 with s3-redirect, else the bytes
     manifest_bytes = (out / "manifest.json").read_bytes()
-    assert sha256_bytes(manifest_bytes) == digest
+    assert sha256(manifest_bytes) == digest
     manifest = json.loads(manifest_bytes)
     for blob in [manifest["config"], *manifest["layers"]]:
         path = out / blob["digest"].split(":")[1]
@@ -109,7 +104,7 @@ def test_inspect_and_list_tags(registry, clients, sources):
     assert info["Labels"]["org.example.e2e"] == "localhost/e2e/skopeo-docker"
 
     raw = clients.skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/tagged/img:a").stdout
-    assert sha256_bytes(raw.encode()) == digest
+    assert sha256(raw.encode()) == digest
     config = json.loads(
         clients.skopeo("inspect", "--tls-verify=false", "--config", f"docker://{registry.host}/tagged/img:a").stdout
     )

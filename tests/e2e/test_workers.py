@@ -9,7 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.e2e.conftest import ALL_MANIFEST_TYPES, ClientError, build_image, random_layers, start_registry
+from tests.support.clients import ClientError
+from tests.support.images import build_image, random_layers
+from tests.support.media_types import ALL_MANIFEST_TYPES
+from tests.support.registries import start_registry
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.helpers import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, sha256
+from tests.support.digests import sha256
+from tests.support.media_types import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 
 EMPTY_JSON_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.helpers import push_blob
+from tests.support.http import push_blob
 
 
 @pytest.fixture(params=["s3"])

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from tests.helpers import assert_error, push_blob, relative, sha256
+from tests.support.digests import sha256
+from tests.support.http import assert_error, push_blob, relative
 
 REPO = "blobs/repo"
 OTHER = "blobs/other"

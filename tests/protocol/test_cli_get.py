@@ -15,7 +15,9 @@ import httpx
 import pytest_asyncio
 import yaml
 
-from tests.helpers import OCI_INDEX, OCI_MANIFEST, push_image, put_manifest, sha256
+from tests.support.digests import sha256
+from tests.support.http import push_image, put_manifest
+from tests.support.media_types import OCI_INDEX, OCI_MANIFEST
 
 API = "/apis/image.openshift.io/v1"
 BASE_URL = "https://registry.example:5000"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import OCI_INDEX, OCI_MANIFEST, assert_error, put_manifest, upload_blob
 from tests.protocol.conformance_data import (
     ANNOTATION_KEY,
     ARTIFACT_TYPE_A,
@@ -23,6 +22,8 @@ from tests.protocol.conformance_data import (
     ConformanceData,
     build,
 )
+from tests.support.http import assert_error, put_manifest, upload_blob
+from tests.support.media_types import OCI_INDEX, OCI_MANIFEST
 
 NS = "conformance/discovery"
 TAGS = [f"test{i}" for i in range(4)]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import OCI_MANIFEST, assert_error, put_manifest, upload_blob
 from tests.protocol.conformance_data import TEST_TAG, ConformanceData, build
+from tests.support.http import assert_error, put_manifest, upload_blob
+from tests.support.media_types import OCI_MANIFEST
 
 NS = "conformance/management"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import OCI_MANIFEST, assert_error, put_manifest, upload_blob
 from tests.protocol.conformance_data import (
     CONFORMANCE_ERROR_CODES,
     DUMMY_DIGEST,
@@ -19,6 +18,8 @@ from tests.protocol.conformance_data import (
     ConformanceData,
     build,
 )
+from tests.support.http import assert_error, put_manifest, upload_blob
+from tests.support.media_types import OCI_MANIFEST
 
 NS = "conformance/pull"
 ACCEPT = {"Accept": OCI_MANIFEST}

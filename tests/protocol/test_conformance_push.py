@@ -13,14 +13,6 @@ import re
 import httpx
 import pytest
 
-from tests.helpers import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    assert_error,
-    put_manifest,
-    relative,
-    upload_blob,
-)
 from tests.protocol.conformance_data import (
     DUMMY_DIGEST,
     EMPTY_JSON_DIGEST,
@@ -29,6 +21,8 @@ from tests.protocol.conformance_data import (
     ConformanceData,
     build,
 )
+from tests.support.http import assert_error, put_manifest, relative, upload_blob
+from tests.support.media_types import OCI_INDEX, OCI_MANIFEST
 
 NS = "conformance/push"
 CROSSMOUNT_NS = "conformance/crossmount"

@@ -8,17 +8,10 @@ import json
 import httpx
 import pytest
 
-from tests.helpers import (
-    API_VERSION_HEADER,
-    OCI_MANIFEST,
-    assert_error,
-    push_blob,
-    push_image,
-    put_manifest,
-    relative,
-    sha256,
-)
 from tests.protocol.conformance_data import CONFORMANCE_ERROR_CODES
+from tests.support.digests import sha256
+from tests.support.http import API_VERSION_HEADER, assert_error, push_blob, push_image, put_manifest, relative
+from tests.support.media_types import OCI_MANIFEST
 
 REPO = "errors/repo"
 DIGEST = sha256(b"nothing here")
@@ -468,7 +461,7 @@ async def test_database_errors_never_show_the_database(make_app, pg_database):
     nothing of the server, database name or driver message."""
     import asyncpg
 
-    from tests.conftest import PG_ADMIN_URL
+    from tests.support.postgres import PG_ADMIN_URL
 
     app = await make_app()
     name = pg_database.rsplit("/", 1)[1]

@@ -8,18 +8,9 @@ import json
 import re
 
 from registry.model import imagestreams
-from tests.helpers import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER,
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    assert_error,
-    assert_status,
-    push_image,
-    put_manifest,
-    sha256,
-)
+from tests.support.digests import sha256
+from tests.support.http import assert_error, assert_status, push_image, put_manifest
+from tests.support.media_types import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 API = "/apis/image.openshift.io/v1"
 HOST = "registry"  # the Host header of the test client (http://registry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from tests.helpers import assert_error, push_blob, push_image, put_manifest
+from tests.support.http import assert_error, push_blob, push_image, put_manifest
 
 REPO = "listings/repo"
 LINK_RE = re.compile(r'^<([^>]+)>;\s*rel="next"$')

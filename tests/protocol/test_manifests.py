@@ -9,20 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    EMPTY_CONFIG,
-    OCI_INDEX,
-    OCI_LAYER,
-    OCI_MANIFEST,
-    assert_error,
-    descriptor,
-    push_blob,
-    push_image,
-    put_manifest,
-    sha256,
-)
+from tests.support.digests import sha256
+from tests.support.http import assert_error, descriptor, push_blob, push_image, put_manifest
+from tests.support.media_types import DOCKER_LIST, DOCKER_MANIFEST, EMPTY_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 
 REPO = "manifests/repo"
 MiB = 1 << 20

@@ -5,17 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.helpers import (
-    EMPTY_CONFIG,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    assert_error,
-    descriptor,
-    push_blob,
-    push_image,
-    put_manifest,
-    sha256,
-)
+from tests.support.digests import sha256
+from tests.support.http import assert_error, descriptor, push_blob, push_image, put_manifest
+from tests.support.media_types import EMPTY_CONFIG, OCI_INDEX, OCI_MANIFEST
 
 REPO = "referrers/repo"
 SBOM = "application/vnd.example.sbom.v1"

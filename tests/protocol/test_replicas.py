@@ -8,7 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from tests.helpers import OCI_MANIFEST, push_image
+from tests.support.http import push_image
+from tests.support.media_types import OCI_MANIFEST
 
 
 @pytest.fixture

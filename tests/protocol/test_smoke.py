@@ -1,4 +1,5 @@
-from tests.helpers import push_image, sha256
+from tests.support.digests import sha256
+from tests.support.http import push_image
 
 
 async def test_version_check(client):

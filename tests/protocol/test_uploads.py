@@ -7,7 +7,8 @@ import os
 
 import httpx
 
-from tests.helpers import assert_error, push_blob, relative, sha256
+from tests.support.digests import sha256
+from tests.support.http import assert_error, push_blob, relative
 
 REPO = "uploads/repo"
 SOURCE = "uploads/source"

@@ -1,34 +1,44 @@
-"""Fixtures for pruning tests: a clock the test moves, and storage accounting."""
+"""Fixtures for the pruning tests: clocks the test moves, and a prune function to inject.
+
+`backend` is SQLite and PostgreSQL only here: blob storage plays no part in the image pruner's
+resource, API, CLI and schedule (test_api, test_cli, test_resource, test_schedule). The prune
+tests themselves (test_prune_images) ask for every backend."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
-from registry import clock
+from tests.auth.conftest import (  # noqa: F401 - fixtures shared with the auth tests
+    cheap_password_hashes,
+    connect,
+)
+from tests.support.backends import SQL_BACKENDS
+from tests.support.clock import START, FakeClock
+from tests.support.pruner import FakePrune
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        # Starts at the real time: storage stamps files with it (orphans' age).
-        self.current = datetime.now(UTC)
+@pytest.fixture(params=SQL_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """SQLite and PostgreSQL only (test_prune_images asks for every backend)."""
+    return request.param
 
-    def __call__(self) -> datetime:
-        return self.current
 
-    def advance(self, **delta: float) -> datetime:
-        self.current += timedelta(**delta)
-        return self.current
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    """The registry's clock, frozen at START until a test moves it."""
+    fake = FakeClock(START)
+    monkeypatch.setattr("registry.clock.now", fake)
+    return fake
 
 
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The registry's clock, starting at the real time, moved only by the test."""
     fake = FakeClock()
-    monkeypatch.setattr(clock, "now", fake)
+    monkeypatch.setattr("registry.clock.now", fake)
     return fake
 
 
-async def stored_blobs(reg) -> dict[str, int]:
-    """Digest -> size of every blob file in storage."""
-    return {info.digest: info.size async for info in reg.storage.list_blobs()}
+@pytest.fixture
+def fake_prune() -> FakePrune:
+    return FakePrune()

@@ -13,8 +13,13 @@ from sqlalchemy import insert, select, update
 from registry.metadata.schema import blobs, repository_blobs, tag_events
 from registry.pruning.images import PruneFailed, prune_images
 from registry.pruning.plan import PruneOptions
-from tests.helpers import OCI_INDEX, OCI_MANIFEST, descriptor, push_blob, push_image, sha256
-from tests.pruning.conftest import stored_blobs
+from tests.support.backends import BACKENDS
+from tests.support.digests import sha256
+from tests.support.http import descriptor, push_blob, push_image
+from tests.support.media_types import OCI_INDEX, OCI_MANIFEST
+from tests.support.storages import stored_blobs
+
+pytestmark = pytest.mark.parametrize("backend", BACKENDS, indirect=True)  # every backend, not this directory's SQL-only
 
 HOUR = 3600.0
 

@@ -4,7 +4,6 @@ whatever goes in through one replica comes out of the other, at once and intact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,9 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ALL_MANIFEST_TYPES, build_image, random_layers
-from tests.replicas.conftest import BUCKET, OCILayout, host, skopeo_argv, start_client
-from tests.robustness.support import OKURA, MiB, sha256
+from tests.support.blobs import MiB
+from tests.support.clients import skopeo_argv, start_client
+from tests.support.digests import sha256, sha256_file
+from tests.support.images import OCILayout, build_image, random_layers
+from tests.support.media_types import ALL_MANIFEST_TYPES
+from tests.support.processes import OKURA
+from tests.support.s3 import REPLICAS_BUCKET
+from tests.support.servers import host
 
 pytestmark = pytest.mark.e2e
 
@@ -26,14 +30,6 @@ def manifest_digest(server, repo: str, ref: str) -> str | None:
         f"{server.url}/v2/{repo}/manifests/{ref}", headers=[("Accept", t) for t in ALL_MANIFEST_TYPES], timeout=10
     )
     return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def pull_to_dir(clients, src: str, dest: Path) -> dict:
@@ -46,7 +42,7 @@ def assert_dir_has_layers(dest: Path, layer_digests: list[str]) -> None:
     for digest in layer_digests:
         path = dest / digest.split(":", 1)[1]
         assert path.exists(), f"layer {digest} missing from {dest}"
-        assert file_digest(path) == digest
+        assert sha256_file(path) == digest
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,7 +238,7 @@ def test_cli_prune_is_seen_by_both_replicas(replicas, client_factory, tmp_path):
 
 
 def _multipart_uploads(seaweedfs) -> int:
-    return len(seaweedfs.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+    return len(seaweedfs.client().list_multipart_uploads(Bucket=REPLICAS_BUCKET).get("Uploads", []))
 
 
 def test_replica_killed_mid_push(replicas, client_factory, seaweedfs, tmp_path):

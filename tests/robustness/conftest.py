@@ -1,4 +1,4 @@
-"""Fixtures starting real `okura serve` processes (ports 5200-5299, temporary data dirs)."""
+"""Fixtures starting real `okura serve` processes (ports from tests/support/ports.py, temporary data dirs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.robustness.support import OkuraServer
+from tests.support.disks import Tmpfs
+from tests.support.servers import OkuraServer
 
 
 @pytest.fixture
@@ -47,8 +48,6 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def tmpfs(tmp_path):
     """A 96 MiB tmpfs under the test's directory (skips where mounting is not allowed)."""
-    from tests.robustness.support import Tmpfs
-
     disk = Tmpfs(tmp_path / "disk", "96m").mount()
     yield disk
     disk.unmount()

@@ -12,12 +12,12 @@ import time
 import httpx
 import pytest
 
-from tests.robustness.support import OKURA, sha256
+from tests.support.digests import sha256
+from tests.support.media_types import OCI_MANIFEST
+from tests.support.postgres import PG_ADMIN_URL
+from tests.support.processes import OKURA
 
 pytestmark = pytest.mark.e2e
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-PG_ADMIN_URL = os.environ.get("OKURA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def okura(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -9,7 +9,8 @@ import os
 import httpx
 import pytest
 
-from tests.robustness.support import MiB, sha256
+from tests.support.blobs import MiB
+from tests.support.digests import sha256
 
 pytestmark = pytest.mark.e2e
 

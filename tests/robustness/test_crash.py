@@ -11,7 +11,9 @@ import time
 import httpx
 import pytest
 
-from tests.robustness.support import MiB, error_code, parse_range, push_blob_chunked, sha256
+from tests.support.blobs import MiB
+from tests.support.digests import sha256
+from tests.support.http import error_code, parse_range, push_blob_chunked
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import os
 import httpx
 import pytest
 
-from tests.robustness.support import sha256
+from tests.support.digests import sha256
 
 pytestmark = pytest.mark.e2e
 

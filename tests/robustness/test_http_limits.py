@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.robustness.support import rss_kib
+from tests.support.rss import rss_kib
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,8 @@ import hashlib
 import httpx
 import pytest
 
-from tests.robustness.support import MiB, PatternBlob, RssSampler, rss_kib
+from tests.support.blobs import MiB, PatternBlob
+from tests.support.rss import RssSampler, rss_kib
 
 pytestmark = pytest.mark.e2e
 

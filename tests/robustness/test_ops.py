@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 
-from tests.robustness.support import error_code, sha256
+from tests.support.digests import sha256
+from tests.support.http import error_code
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.robustness.support import sha256
+from tests.support.digests import sha256
 
 pytestmark = pytest.mark.e2e
 

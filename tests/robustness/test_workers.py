@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.robustness.support import sha256
+from tests.support.digests import sha256
 
 pytestmark = pytest.mark.e2e
 

@@ -26,7 +26,6 @@ from registry.config import ConfigError, load_config
 from storage import create_storage
 from storage.base import BlobNotFound, StorageError, StorageUnavailable
 from storage.s3 import MIN_PART, S3Storage
-from tests.s3_fixtures import S3_BUCKET, S3_ROOT_BUCKET
 from tests.storage.driver_suite import (
     DriverSuite,
     blob_digests,
@@ -37,7 +36,8 @@ from tests.storage.driver_suite import (
     upload_ids,
     write_session,
 )
-from tests.storage.seaweedfs import ACCESS_KEY, REGION, SECRET_KEY
+from tests.support.s3 import S3_BUCKET, S3_ROOT_BUCKET
+from tests.support.seaweedfs import ACCESS_KEY, REGION, SECRET_KEY
 
 MiB = 1 << 20
 

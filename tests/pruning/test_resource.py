@@ -13,7 +13,7 @@ from registry.pruning import resource as r
 from registry.pruning import spec as s
 from registry.pruning.spec import Invalid
 from registry.units import format_go_duration, parse_duration_ns
-from tests.pruner.conftest import SEED_YAML
+from tests.support.pruner import SEED_YAML
 
 
 @pytest.mark.parametrize(

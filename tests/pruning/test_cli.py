@@ -13,7 +13,7 @@ import yaml
 
 from registry.cli import main
 from registry.pruning import spec
-from tests.pruner.conftest import SEED_YAML, FakePrune
+from tests.support.pruner import SEED_YAML, FakePrune
 
 PATH = "/apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster"
 

@@ -1,27 +1,16 @@
-"""Building blocks for protocol tests: blobs, images and indexes pushed over HTTP."""
+"""The OCI distribution API over httpx: blobs, images and indexes pushed the ways clients push
+them, and checks of the error shapes (the OCI envelope under /v2/, a Kubernetes Status under /apis/)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
 
 import httpx
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+from tests.support.digests import sha256
+from tests.support.media_types import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
 
 
 async def push_blob(client: httpx.AsyncClient, repo: str, data: bytes) -> str:
@@ -164,3 +153,38 @@ def assert_status(response: httpx.Response, code: int, reason: str) -> dict[str,
     assert isinstance(body["message"], str) and body["message"], body
     assert isinstance(body["details"], dict), body
     return body
+
+
+def error_code(response: httpx.Response) -> str:
+    return response.json()["errors"][0]["code"]
+
+
+def parse_range(value: str) -> int:
+    """The size an upload's `Range: 0-<last>` header reports ("0-0" also means empty)."""
+    start, _, last = value.partition("-")
+    assert start == "0", value
+    return int(last) + 1
+
+
+async def push_blob_chunked(client: httpx.AsyncClient, repo: str, data: bytes, chunk: int = 256 * 1024) -> str:
+    """POST, PATCH chunks with Content-Range, closing PUT: the docker/podman way."""
+    digest = sha256(data)
+    r = await client.post(f"/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    location = r.headers["Location"]
+    for start in range(0, len(data), chunk):
+        part = data[start : start + chunk]
+        r = await client.patch(
+            location,
+            content=part,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{start}-{start + len(part) - 1}",
+            },
+        )
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+    r = await client.put(location, params={"digest": digest})
+    assert r.status_code == 201, r.text
+    assert r.headers["Docker-Content-Digest"] == digest
+    return digest

@@ -1,20 +1,12 @@
-"""Fixtures for the pruner tests: SQLite and PostgreSQL (blob storage plays no part in the
-resource and the scheduling), a movable clock and an injectable prune function."""
+"""Stand-ins for the image pruner tests: a prune function that records its calls, and
+OpenShift's ImagePruner example."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from registry.pruning.images import PruneOptions, PruneReport
-from tests.auth.conftest import (  # noqa: F401 - fixtures shared with the auth tests
-    cheap_password_hashes,
-    connect,
-)
-
-START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+from tests.support.clock import START
 
 # OpenShift's documented ImagePruner example, as printed by `oc get imagepruner cluster -o yaml`
 # (status block, its "staus" typo and unquoted timestamps included: status is ignored).
@@ -55,35 +47,6 @@ status:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-class FakeClock:
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, when: datetime) -> datetime:
-        self.now = when
-        return when
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch) -> FakeClock:
-    """The registry's clock, frozen at START until a test moves it."""
-    fake = FakeClock(START)
-    monkeypatch.setattr("registry.clock.now", fake)
-    return fake
-
-
 class FakePrune:
     """Stands in for registry.pruning.images.prune_images: records its calls, may fail or
     take a while, and reports fixed counts."""
@@ -117,8 +80,3 @@ class FakePrune:
             )
         finally:
             self.running -= 1
-
-
-@pytest.fixture
-def fake_prune() -> FakePrune:
-    return FakePrune()

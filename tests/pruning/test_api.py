@@ -8,8 +8,8 @@ import json
 import pytest
 import pytest_asyncio
 
-from tests.auth.conftest import AUTH
-from tests.pruner.conftest import SEED_YAML
+from tests.support.auth import AUTH
+from tests.support.pruner import SEED_YAML
 
 PATH = "/apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -248,7 +248,7 @@ async def auth_pruner_app(make_app):
 
 
 async def test_only_cluster_admins_may_read_or_change_the_pruner(auth_pruner_app, connect):
-    from tests.auth.conftest import Accounts
+    from tests.support.auth import Accounts
 
     app = auth_pruner_app
     accounts = Accounts(app)

@@ -11,7 +11,7 @@ import pytest_asyncio
 from registry.metadata import leases
 from registry.pruning import resource, schedule
 from registry.runtime import open_runtime
-from tests.pruner.conftest import START
+from tests.support.clock import START
 
 DAY2 = datetime(2030, 1, 2, tzinfo=UTC)  # the first midnight after START (resource created at START)
 
