@@ -53,6 +53,10 @@ Needed = Access | ApiAccess
 
 # Bearer JWTs carry the access-management API (/admin/v1) under this one scope.
 ADMIN_SCOPE = Access("registry", "admin", "*")
+# ...and the Kubernetes-style API (/apis, /api) under this one: any caller may hold it (the
+# token endpoint grants it to anyone who asks), the exact check of each request decides.
+# A JWT minted for pulls alone does not reach the API.
+API_SCOPE = Access("registry", "api", "*")
 
 
 class AccessController(Protocol):
@@ -66,6 +70,10 @@ class AccessController(Protocol):
     async def may_list_all(self, identity: Identity) -> bool:
         """Whether the catalog may list every repository for this caller."""
 
+    async def allowed(self, identity: Identity, check: Check) -> bool:
+        """The SubjectAccessReview question for a caller (lists across namespaces keep what
+        the caller may see; SelfSubjectAccessReview)."""
+
 
 class AllowAll:
     """Open registry: everyone may do everything (the embedded default)."""
@@ -77,4 +85,7 @@ class AllowAll:
         return True
 
     async def may_list_all(self, identity: Identity) -> bool:
+        return True
+
+    async def allowed(self, identity: Identity, check: Check) -> bool:
         return True

@@ -13,9 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection, select, update
 
 from auth.store import AUTH_SLOT
@@ -23,6 +22,12 @@ from registry.cache import Generation
 from registry.config import AuthConfig
 from registry.metadata.db import Database, as_utc, utcnow
 from registry.metadata.schema import signing_keys
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# pyjwt and cryptography are imported where keys are made or tokens signed and checked:
+# loading them costs a process ~10 MiB, which a registry without auth never needs.
 
 ALGORITHM = "ES256"
 LEEWAY = 30  # seconds of clock skew tolerated between replicas and clients
@@ -47,32 +52,45 @@ class Grant:
 
 
 def _kid(key: ec.EllipticCurvePrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()[:16]
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
 
 
 def _load_pem(pem: str) -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = serialization.load_pem_private_key(pem.encode(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise ValueError("the signing key must be an EC P-256 private key")
     return key
 
 
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 def _generate_first(conn: Connection) -> None:
     if conn.execute(select(signing_keys.c.kid).where(signing_keys.c.retired_at.is_(None))).first():
         return  # another process got there first
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = _new_key()
     conn.execute(signing_keys.insert(), {"kid": _kid(key), "private_pem": _pem(key), "created_at": utcnow()})
 
 
 def _rotate(conn: Connection) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = _new_key()
     conn.execute(update(signing_keys).where(signing_keys.c.retired_at.is_(None)).values(retired_at=utcnow()))
     conn.execute(signing_keys.insert(), {"kid": _kid(key), "private_pem": _pem(key), "created_at": utcnow()})
     return _kid(key)
@@ -159,6 +177,8 @@ class TokenIssuer:
         }
         if token_id is not None:
             claims["tid"] = token_id
+        import jwt
+
         token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
         issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         return token, ttl, issued
@@ -166,6 +186,8 @@ class TokenIssuer:
     async def verify(self, token: str) -> dict[str, Any]:
         """The claims of a token we issued and that is valid now; raises InvalidToken.
         (The access controller caches the identity a verified token maps to.)"""
+        import jwt
+
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as e:

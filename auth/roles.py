@@ -13,10 +13,12 @@ from dataclasses import dataclass
 # and the access-management API (/admin/v1), each operation its own verb and resource as
 # Kubernetes RBAC has them: create/get/list/delete users, serviceaccounts, tokens (cluster)
 # and rolebindings (in the binding's namespace), create subjectaccessreviews (can-i, who-can).
-VERBS = ("get", "list", "create", "update", "delete")
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
 RESOURCES = (
     "imagestreams",
     "imagestreams/layers",
+    "imagestreamtags",
+    "imagestreamimages",
     "images",
     "rolebindings",
     "registry/metrics",
@@ -54,36 +56,44 @@ def _rule(verbs: str, resources: str) -> tuple[frozenset[str], frozenset[str]]:
 
 ALL_VERBS = " ".join(VERBS)
 
+READ = "get list watch"
+WRITE = "create update patch delete"
+STREAMS = "imagestreams imagestreamtags imagestreamimages"
+
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
         Role(
             "registry-viewer",
-            (_rule("get", "imagestreams/layers"), _rule("get list", "imagestreams images")),
-            description="pull images (system:image-puller)",
+            (
+                _rule("get", "imagestreams/layers"),
+                _rule(READ, STREAMS),
+                _rule("get list", "images"),
+            ),
+            description="pull images and read image streams (system:image-puller)",
         ),
         Role(
             "registry-editor",
             (
                 _rule("get update", "imagestreams/layers"),
-                _rule("get list create", "imagestreams"),
+                _rule(f"{READ} {WRITE}", STREAMS),
                 # OpenShift's registry-editor may delete image stream tags in its namespace;
                 # here that is deleting tags, manifests and blob links (so an editor's
                 # credentials pass the OCI conformance suite's content-management workflow).
                 _rule("get list delete", "images"),
             ),
-            description="pull, push and delete images in a namespace (system:image-pusher)",
+            description="pull, push, tag and delete images in a namespace (system:image-pusher)",
         ),
         Role(
             "admin",
-            (_rule(ALL_VERBS, "imagestreams imagestreams/layers images rolebindings"),),
+            (_rule(ALL_VERBS, f"{STREAMS} imagestreams/layers images rolebindings"),),
             description="everything in a namespace, including deletes and role bindings",
         ),
         Role(
             "system:image-pruner",
             (
-                _rule("get list delete", "images"),
-                _rule("get list update", "imagestreams"),
+                _rule("get list watch delete", "images"),
+                _rule("get list watch update", "imagestreams"),
                 _rule("get", "imagestreams/layers"),
             ),
             description="prune images and image streams",

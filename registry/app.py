@@ -11,7 +11,22 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from registry.api import admin, base, blobs, imagepruner, imagestreams, listings, manifests, ops, token, uploads
+from registry.api import (
+    admin,
+    authorization,
+    base,
+    blobs,
+    discovery,
+    imagepruner,
+    imagestreams,
+    imagestreamtags,
+    listings,
+    manifests,
+    namespaces,
+    ops,
+    token,
+    uploads,
+)
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.middleware import Observability
 from registry.api.routing import build_routes
@@ -29,8 +44,12 @@ ROUTE_SPECS = [
     *uploads.ROUTES,
     *blobs.ROUTES,
     *ops.ROUTES,
+    *discovery.ROUTES,
+    *namespaces.ROUTES,
     *imagestreams.ROUTES,
+    *imagestreamtags.ROUTES,
     *imagepruner.ROUTES,
+    *authorization.ROUTES,
 ]
 
 

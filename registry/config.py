@@ -26,6 +26,15 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class TLSConfig:
+    # PEM files: the certificate chain and its key (both, or neither for plain HTTP).
+    certificate: str = ""
+    key: str = ""
+    # PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS).
+    client_ca: str = ""
+
+
+@dataclass
 class HTTPConfig:
     addr: str = "0.0.0.0:5000"
     workers: int = 1
@@ -38,6 +47,7 @@ class HTTPConfig:
     header_timeout: Duration = Duration(10)
     # Idle keep-alive connections are closed after this long.
     keepalive_timeout: Duration = Duration(30)
+    tls: TLSConfig = field(default_factory=TLSConfig)
 
 
 @dataclass
@@ -311,6 +321,9 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
         "http.base_url",
         f"must start with http:// or https://, not {cfg.http.base_url!r}",
     )
+    tls = cfg.http.tls
+    check(bool(tls.certificate) == bool(tls.key), "http.tls", "set both certificate and key, or neither")
+    check(not tls.client_ca or bool(tls.certificate), "http.tls.client_ca", "needs http.tls.certificate and key")
     url = cfg.database_url
     check(
         url.startswith(DATABASE_SCHEMES),

@@ -176,5 +176,12 @@ class ResourceInvalid(ResourceError):
     code, status, default_message = "INVALID", 422, "invalid"
 
 
+class PatchNotApplicable(RegistryError):
+    """422: a well-formed patch that cannot apply to the object (a failed JSON patch `test`,
+    a path that does not exist), as the API server answers it."""
+
+    code, status, default_message = "INVALID", 422, "the patch cannot be applied"
+
+
 class UnsupportedMediaType(RegistryError):
     code, status, default_message = "UNSUPPORTED", 415, "unsupported media type"

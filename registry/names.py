@@ -8,6 +8,7 @@ from registry.errors import DigestInvalid, NameInvalid, TagInvalid
 
 NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"^{NAME_COMPONENT}(?:/{NAME_COMPONENT})*$")
+NAME_COMPONENT_RE = re.compile(NAME_COMPONENT)  # use with fullmatch: one path component (a namespace)
 NAME_MAX = 255
 TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")

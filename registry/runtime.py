@@ -33,6 +33,7 @@ from registry.metadata.db import Database, sqlite_path
 from registry.metadata.migrate import SCHEMA_HEAD
 from registry.metrics import InstrumentedStorage
 from registry.model import instances
+from registry.model.changes import ChangeWaiter
 from registry.model.context import Registry
 from registry.model.repositories import repository_id
 from registry.pruning import schedule as prune_schedule
@@ -215,6 +216,9 @@ async def open_runtime(
             await cache.feed.start()
             stack.push_async_callback(cache.feed.stop)
         reg = Registry(config=config, db=db, storage=blob_storage, cache=cache, content=content)
+        reg.waiter = ChangeWaiter(generation)
+        db.after_changes = reg.waiter.committed
+        stack.push_async_callback(reg.waiter.close)
 
         store = AuthStore(db)
         auth = AuthServices(store, BindingAuthorizer(store, generation), TokenIssuer(db, config.auth, generation))

@@ -1,73 +1,64 @@
 """The ImagePruner resource, as OpenShift's API serves it (cluster-admins only):
 
+GET    /apis/imageregistry.operator.openshift.io/v1/imagepruners           list or watch (the one object)
 GET    /apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster
-PUT    ... a whole object, JSON or YAML (`status` is ignored)
-PATCH  ... a JSON merge patch (application/merge-patch+json; application/json and
-       application/strategic-merge-patch+json are applied as merge patches too)
+PUT    ... a whole object, JSON or YAML (`status` is ignored; metadata.resourceVersion is a precondition)
+PATCH  ... merge, JSON or strategic patch (application/json is taken as a merge patch too)
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.access import Access
+from registry.api import kubeapi, objects
 from registry.api.routing import RouteSpec, cluster_check, registry
-from registry.errors import RequestInvalid, UnsupportedMediaType
+from registry.kube import operator_v1
+from registry.kube.operator_v1 import IMAGE_PRUNERS
+from registry.kube.patches import MERGE, apply_patch, media_type
+from registry.model.changes import LoggedChange
 from registry.pruning import resource
 
 PATH = f"/apis/{resource.API_VERSION}/imagepruners/{resource.NAME}"
-MAX_BODY = 256 * 1024
-MERGE_PATCH_TYPES = (
-    "application/merge-patch+json",
-    "application/json",
-    "application/strategic-merge-patch+json",
-)
-
+COMPONENTS = operator_v1.COMPONENTS
 
 read_access = cluster_check("get", "imagepruners", Access("registry", "imagepruners", "get"))
+list_access = cluster_check("get", "imagepruners", Access("registry", "imagepruners", "get"))
 write_access = cluster_check("update", "imagepruners", Access("registry", "imagepruners", "*"))
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+def _row(obj: dict[str, Any]) -> list[Any]:
+    from datetime import datetime
+
+    created = datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    return [obj["metadata"]["name"], objects.age(created).removesuffix(" ago")]
 
 
-async def _raw_body(request: Request) -> bytes:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise RequestInvalid(f"request body larger than {MAX_BODY} bytes")
-    if not raw.strip():
-        raise RequestInvalid("request body is empty")
-    return raw
-
-
-def _parse(raw: bytes, media_type: str) -> Any:
-    if "yaml" in media_type:
-        try:
-            return yaml.safe_load(raw)
-        except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: a 5,000-digit number
-            raise RequestInvalid(f"request body is not valid YAML: {str(e)[:300]}") from None
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        if media_type.endswith("json"):
-            raise RequestInvalid("request body is not valid JSON") from None
-    try:  # no (or a generic) content type: YAML, as kubectl accepts either
-        return yaml.safe_load(raw)
-    except (yaml.YAMLError, ValueError, RecursionError):
-        raise RequestInvalid("request body is neither JSON nor YAML") from None
-
-
-async def _answer(request: Request) -> Response:
+async def _answer(request: Request, status: int = 200, warnings: list[str] | None = None) -> Response:
     obj = await resource.current_object(registry(request))
-    if "yaml" in request.headers.get("accept", "") and "json" not in request.headers.get("accept", ""):
-        return Response(yaml.safe_dump(obj, sort_keys=False).encode(), media_type="application/yaml")
-    return Response(json.dumps(obj).encode(), media_type="application/json")
+    if kubeapi.wants_table(request):
+        return kubeapi.respond(request, kubeapi.table(IMAGE_PRUNERS, [(_row(obj), obj)], None), status)
+    return kubeapi.respond(request, obj, status, warnings or ())
+
+
+async def list_pruners(request: Request) -> Response:
+    options = kubeapi.list_options(request)
+    obj = await resource.current_object(registry(request))
+    pairs = [(obj, _row(obj))]
+    if options.watch:
+        start = await kubeapi.watch_start(request, options)
+        initial = pairs if not options.resource_version else []
+
+        async def render(logged: list[LoggedChange]) -> list[tuple[LoggedChange, dict[str, Any], list[Any]]]:
+            current = await resource.current_object(registry(request))
+            return [(c, dict(current), _row(current)) for c in logged]
+
+        return kubeapi.watch_answer(request, IMAGE_PRUNERS, options, start, ["imagepruners"], render, initial)
+    version = int(obj["metadata"]["resourceVersion"])
+    return kubeapi.list_answer(request, IMAGE_PRUNERS, pairs, version, options)
 
 
 async def get_pruner(request: Request) -> Response:
@@ -75,26 +66,36 @@ async def get_pruner(request: Request) -> Response:
 
 
 async def put_pruner(request: Request) -> Response:
-    body = _parse(await _raw_body(request), _media_type(request))
-    await resource.apply_object(registry(request), body)
-    return await _answer(request)
+    # Bodies without a content type were taken as YAML before: keep taking them.
+    content_type = request.headers.get("content-type") or "application/yaml"
+    body = kubeapi.parse_document(await kubeapi.raw_body(request), content_type)
+    warnings = kubeapi.validate_fields(request, body, IMAGE_PRUNERS, COMPONENTS, resource.NAME)
+    if not kubeapi.dry_run(request):
+        await resource.apply_object(registry(request), body, kubeapi.expected_version(body))
+    return await _answer(request, 200, warnings)
 
 
 async def patch_pruner(request: Request) -> Response:
-    media_type = _media_type(request)
-    if media_type not in MERGE_PATCH_TYPES:
-        raise UnsupportedMediaType(
-            f"unsupported patch type {media_type or '(none)'!r}; use {', '.join(MERGE_PATCH_TYPES)}"
-        )
-    try:
-        patch = json.loads(await _raw_body(request))
-    except (ValueError, RecursionError):
-        raise RequestInvalid("the patch is not valid JSON") from None
-    await resource.patch_object(registry(request), patch)
-    return await _answer(request)
+    raw = await kubeapi.raw_body(request)
+    content_type = request.headers.get("content-type")
+    if media_type(content_type) == "application/json":  # taken as a merge patch, as before
+        content_type = MERGE
+    warnings: list[str] = []
+
+    def apply(obj: dict[str, Any]) -> Any:
+        patched = apply_patch(obj, raw, content_type)
+        warnings[:] = kubeapi.validate_fields(request, patched, IMAGE_PRUNERS, COMPONENTS, resource.NAME)
+        return patched
+
+    if kubeapi.dry_run(request):
+        apply(resource.editable_object(await resource.get_pruner(registry(request))))
+    else:
+        await resource.patch_object(registry(request), apply)
+    return await _answer(request, 200, warnings)
 
 
 ROUTES = [
+    RouteSpec(f"/apis/{resource.API_VERSION}/imagepruners", "imagepruners", {"GET": (list_pruners, list_access)}),
     RouteSpec(
         PATH,
         "imagepruner",

@@ -1,104 +1,275 @@
-"""Image streams and images, read-only, in OpenShift's shapes (image.openshift.io/v1).
+"""Image streams (image.openshift.io/v1 ImageStream), as the Kubernetes API serves them:
 
-GET /apis/image.openshift.io/v1/imagestreams                              ImageStreamList, all namespaces
-GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams              ImageStreamList
-GET /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}       ImageStream
-GET /apis/image.openshift.io/v1/images/{digest}                           Image
+GET    /apis/image.openshift.io/v1/imagestreams                             list or watch, all namespaces
+GET    /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams             list or watch (?watch=true)
+POST   /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams             create
+GET    /apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}      get
+PUT    ...                                                                  replace (resourceVersion precondition)
+PATCH  ...                                                                  merge, JSON or strategic patch
+DELETE ...                                                                  delete (images are left to the pruner)
 
-A stream needs what a pull from its repository needs (`get imagestreams/layers` in the
-namespace). Lists and images need only an authenticated caller and show what it may pull:
-an image no visible repository holds is 404, like one that does not exist.
+Each verb is checked as itself on `imagestreams` in the namespace; a list across namespaces
+keeps the namespaces where the caller may list (or watch).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auth.access import Access
-from registry.api.routing import RouteSpec, access_controller, no_access, registry
+from auth.access import API_SCOPE, ApiAccess, Check, Needed
+from registry.api import kubeapi, objects
+from registry.api.routing import AccessRule, RouteSpec, access_controller, no_access, registry
 from registry.errors import ResourceNotFound
-from registry.model import imagestreams
-from registry.model.imagestreams import GROUP, STREAMS, MayRead
-from registry.names import NAME_MAX, NAME_RE
+from registry.kube import image_v1, meta
+from registry.kube.image_v1 import IMAGE_STREAMS
+from registry.kube.patches import apply_patch
+from registry.model import streams
+from registry.model.changes import DELETED, LoggedChange
+from registry.model.streams import MayRead, Stream, StreamEdit
+from registry.names import NAME_COMPONENT_RE
 
-PREFIX = f"/apis/{GROUP}/v1"
-
-
-def _json(request: Request, data: Any) -> Response:
-    body = json.dumps(data).encode()
-    if request.method == "HEAD":
-        return Response(status_code=200, media_type="application/json", headers={"Content-Length": str(len(body))})
-    return Response(body, media_type="application/json")
+PREFIX = f"/apis/{image_v1.API_VERSION}"
+COMPONENTS = image_v1.COMPONENTS
 
 
-def registry_host(request: Request) -> str:
-    """The host image references start with: http.base_url's, else the request's Host."""
-    base_url = registry(request).config.http.base_url
-    if base_url:
-        return urlsplit(base_url).netloc or base_url.rstrip("/")
-    return request.headers.get("host") or request.url.netloc
+def path_namespace(request: Request) -> str:
+    namespace = request.path_params["namespace"]
+    if not NAME_COMPONENT_RE.fullmatch(namespace):
+        raise ResourceNotFound("namespaces", "", namespace[:256])
+    return namespace
 
 
-def stream_repository(request: Request) -> str:
-    """The repository behind the stream in the path; a name that cannot exist is not found."""
-    namespace, name = request.path_params["namespace"], request.path_params["name"]
-    repo = f"{namespace}/{name}"
-    if len(repo) > NAME_MAX or not NAME_RE.fullmatch(repo):
-        raise ResourceNotFound(STREAMS, GROUP, name[:256])
-    return repo
+def in_namespace(verb: str, resource: str) -> AccessRule:
+    """`verb` on `resource` in the namespace of the path (list becomes watch with ?watch=true)."""
+
+    def rule(request: Request) -> list[Needed]:
+        asked = "watch" if verb == "list" and request.query_params.get("watch") in ("true", "1") else verb
+        return [ApiAccess(Check(asked, resource, path_namespace(request)), API_SCOPE)]
+
+    return rule
 
 
-def stream_pull(request: Request) -> list[Access]:
-    return [Access("repository", stream_repository(request), "pull")]
+def cluster(verb: str, resource: str) -> AccessRule:
+    def rule(request: Request) -> list[Needed]:
+        asked = "watch" if verb == "list" and request.query_params.get("watch") in ("true", "1") else verb
+        return [ApiAccess(Check(asked, resource, None), API_SCOPE)]
+
+    return rule
 
 
-def _may_read(request: Request) -> MayRead:
+def may_read(request: Request) -> MayRead:
     access, identity = access_controller(request), request.state.identity
 
-    async def may_read(repo: str) -> bool:
+    async def check(repo: str) -> bool:
         return await access.may_read(identity, repo)
 
-    return may_read
+    return check
+
+
+async def visible_namespaces(request: Request, resource: str, namespaces: set[str]) -> set[str]:
+    """The namespaces where the caller may list (or watch) `resource`."""
+    access, identity = access_controller(request), request.state.identity
+    verb = "watch" if request.query_params.get("watch") in ("true", "1") else "list"
+    if await access.allowed(identity, Check(verb, resource, None)):
+        return namespaces
+    return {ns for ns in namespaces if await access.allowed(identity, Check(verb, resource, ns))}
+
+
+def _name(request: Request) -> tuple[str, str]:
+    namespace, name = path_namespace(request), request.path_params["name"]
+    if not streams.valid_stream_name(namespace, name):
+        raise ResourceNotFound(streams.STREAMS, streams.GROUP, name[:256])
+    return namespace, name
+
+
+def _pair(stream: Stream, host: str) -> tuple[dict[str, Any], list[Any]]:
+    return objects.stream_object(stream, host), objects.stream_row(stream, host)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+async def _list(request: Request, namespace: str | None) -> Response:
+    reg, host = registry(request), kubeapi.registry_host(request)
+    options = kubeapi.list_options(request)
+    if options.watch:
+        start = await kubeapi.watch_start(request, options)
+        initial: list[tuple[dict[str, Any], list[Any]]] = []
+        if not options.resource_version:
+            found, _ = await streams.list_streams(reg, namespace)
+            allowed = await visible_namespaces(request, streams.STREAMS, {s.namespace for s in found})
+            initial = [_pair(s, host) for s in found if s.namespace in allowed]
+        render = _renderer(request, namespace, host)
+        return kubeapi.watch_answer(request, IMAGE_STREAMS, options, start, [streams.STREAMS], render, initial)
+    found, version = await streams.list_streams(reg, namespace)
+    if namespace is None:
+        allowed = await visible_namespaces(request, streams.STREAMS, {s.namespace for s in found})
+        found = [s for s in found if s.namespace in allowed]
+    return kubeapi.list_answer(request, IMAGE_STREAMS, [_pair(s, host) for s in found], version, options)
 
 
 async def list_all(request: Request) -> Response:
-    access, identity = access_controller(request), request.state.identity
-    may_read = None if await access.may_list_all(identity) else _may_read(request)
-    streams = await imagestreams.list_image_streams(registry(request), registry_host(request), None, may_read)
-    return _json(request, streams)
+    return await _list(request, None)
 
 
 async def list_namespace(request: Request) -> Response:
-    namespace = request.path_params["namespace"]
-    host = registry_host(request)
-    return _json(request, await imagestreams.list_image_streams(registry(request), host, namespace, _may_read(request)))
+    return await _list(request, path_namespace(request))
+
+
+def _renderer(request: Request, namespace: str | None, host: str) -> kubeapi.Renderer:
+    reg = registry(request)
+
+    async def render(logged: list[LoggedChange]) -> list[tuple[LoggedChange, dict[str, Any], list[Any]]]:
+        wanted = [c for c in logged if namespace is None or c.change.namespace == namespace]
+        allowed = await visible_namespaces(request, streams.STREAMS, {c.change.namespace or "" for c in wanted})
+        wanted = [c for c in wanted if c.change.namespace in allowed]
+        keys = [(c.change.namespace or "", c.change.name) for c in wanted if c.change.type != DELETED]
+        current = await streams.streams_by_name(reg, keys) if keys else {}
+        out = []
+        for c in wanted:
+            if c.change.type == DELETED:
+                if c.change.object:
+                    obj = objects.deleted_stream_object(c.change.object)
+                    out.append((c, obj, [obj["metadata"]["name"], "", "", ""]))
+                continue
+            stream = current.get((c.change.namespace or "", c.change.name))
+            if stream is not None:  # deleted since: its DELETED change follows
+                obj, row = _pair(stream, host)
+                out.append((c, obj, row))
+        return out
+
+    return render
 
 
 async def get_stream(request: Request) -> Response:
-    namespace, name = stream_repository(request).split("/", 1)
-    return _json(
-        request, await imagestreams.get_image_stream(registry(request), registry_host(request), namespace, name)
-    )
+    namespace, name = _name(request)
+    stream = await streams.get_stream(registry(request), namespace, name)
+    host = kubeapi.registry_host(request)
+    if kubeapi.wants_table(request):
+        return kubeapi.respond(request, kubeapi.table(IMAGE_STREAMS, [(objects.stream_row(stream, host), {})], None))
+    return kubeapi.respond(request, objects.stream_object(stream, host))
 
 
-async def get_image(request: Request) -> Response:
-    digest = request.path_params["digest"]
-    image = await imagestreams.get_image(registry(request), registry_host(request), digest, _may_read(request))
-    return _json(request, image)
+# -- writing ---------------------------------------------------------------------------------
+
+
+async def create_stream(request: Request) -> Response:
+    namespace = path_namespace(request)
+    obj, warnings = await kubeapi.read_object(request, IMAGE_STREAMS, COMPONENTS)
+    name = (obj.get("metadata") or {}).get("name")
+    if not isinstance(name, str) or not name:
+        raise _missing_name()
+    edit = objects.parse_stream(obj, namespace, name)
+    if kubeapi.dry_run(request):
+        await streams.resolve_sources(registry(request), namespace, name, edit.spec_tags, may_read(request))
+        return kubeapi.respond(request, obj, 201, warnings)
+    actor = request.state.identity.name
+    stream = await streams.create_stream(registry(request), namespace, name, edit, may_read(request), actor)
+    return kubeapi.respond(request, objects.stream_object(stream, kubeapi.registry_host(request)), 201, warnings)
+
+
+def _missing_name() -> Exception:
+    problems = objects.Problems()
+    problems.add("metadata.name", "name or generateName is required")
+    return problems.invalid("ImageStream", streams.STREAMS, "")
+
+
+async def replace_stream(request: Request) -> Response:
+    namespace, name = _name(request)
+    obj, warnings = await kubeapi.read_object(request, IMAGE_STREAMS, COMPONENTS, name)
+    edit = objects.parse_stream(obj, namespace, name)
+    expected = kubeapi.expected_version(obj)
+    if kubeapi.dry_run(request):
+        return kubeapi.respond(request, obj, 200, warnings)
+    actor = request.state.identity.name
+    stream = await streams.update_stream(registry(request), namespace, name, edit, expected, may_read(request), actor)
+    return kubeapi.respond(request, objects.stream_object(stream, kubeapi.registry_host(request)), 200, warnings)
+
+
+async def patch_stream(request: Request) -> Response:
+    namespace, name = _name(request)
+    reg, host = registry(request), kubeapi.registry_host(request)
+    body = await kubeapi.raw_body(request)
+    content_type = request.headers.get("content-type")
+    warnings: list[str] = []
+
+    def patched(stream: Stream) -> dict[str, Any]:
+        obj = apply_patch(objects.stream_object(stream, host), body, content_type)
+        warnings[:] = kubeapi.validate_fields(request, obj, IMAGE_STREAMS, COMPONENTS, name)
+        return obj
+
+    def edit(stream: Stream) -> StreamEdit:
+        return objects.parse_stream(patched(stream), namespace, name)
+
+    current = await streams.get_stream(reg, namespace, name)
+    first = patched(current)
+    edit_now = objects.parse_stream(first, namespace, name)
+    if kubeapi.dry_run(request):
+        return kubeapi.respond(request, first, 200, warnings)
+    # A patch that names another resourceVersion than the current one is a precondition (409);
+    # otherwise it is applied to the latest version, again if the stream changes meanwhile.
+    named = kubeapi.expected_version(first)
+    actor = request.state.identity.name
+    if named is not None and named != current.resource_version:
+        stream = await streams.update_stream(reg, namespace, name, edit_now, named, may_read(request), actor)
+    else:
+        stream = await streams.update_stream(reg, namespace, name, edit, None, may_read(request), actor)
+    return kubeapi.respond(request, objects.stream_object(stream, host), 200, warnings)
+
+
+async def delete_stream(request: Request) -> Response:
+    namespace, name = _name(request)
+    expected = await _delete_precondition(request)
+    if kubeapi.dry_run(request):
+        stream = await streams.get_stream(registry(request), namespace, name)
+    else:
+        stream = await streams.delete_stream(registry(request), namespace, name, expected)
+    return kubeapi.respond(request, deleted_status(name, streams.GROUP, "imagestreams", stream.uid))
+
+
+async def _delete_precondition(request: Request) -> int | None:
+    """DeleteOptions.preconditions.resourceVersion, when the client sent a body."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    options = kubeapi.parse_document(raw, request.headers.get("content-type") or "application/json")
+    if not isinstance(options, dict):
+        return None
+    preconditions = options.get("preconditions") or {}
+    return meta.parse_resource_version(preconditions.get("resourceVersion"), "preconditions.resourceVersion")
+
+
+def deleted_status(name: str, group: str, kind: str, uid: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": name, "group": group, "kind": kind, "uid": uid},
+    }
 
 
 ROUTES = [
     RouteSpec(f"{PREFIX}/imagestreams", "imagestreams_all", {"GET": (list_all, no_access)}),
-    RouteSpec(f"{PREFIX}/namespaces/{{namespace}}/imagestreams", "imagestreams", {"GET": (list_namespace, no_access)}),
+    RouteSpec(
+        f"{PREFIX}/namespaces/{{namespace}}/imagestreams",
+        "imagestreams",
+        {
+            "GET": (list_namespace, in_namespace("list", "imagestreams")),
+            "POST": (create_stream, in_namespace("create", "imagestreams")),
+        },
+    ),
     RouteSpec(
         f"{PREFIX}/namespaces/{{namespace}}/imagestreams/{{name:path}}",
         "imagestream",
-        {"GET": (get_stream, stream_pull)},
+        {
+            "GET": (get_stream, in_namespace("get", "imagestreams")),
+            "PUT": (replace_stream, in_namespace("update", "imagestreams")),
+            "PATCH": (patch_stream, in_namespace("patch", "imagestreams")),
+            "DELETE": (delete_stream, in_namespace("delete", "imagestreams")),
+        },
     ),
-    RouteSpec(f"{PREFIX}/images/{{digest}}", "image", {"GET": (get_image, no_access)}),
 ]

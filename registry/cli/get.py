@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from registry.api import objects
 from registry.cli.common import CommandError, config_flags, run
-from registry.model import imagestreams, instances
+from registry.kube import meta
+from registry.model import images, instances, streams
 from registry.runtime import Runtime
 
 MAX_TAGS_SHOWN = 4  # as `oc get is`: the newest tags, then "+ N more..."
@@ -44,7 +46,9 @@ async def registry_host(runtime: Runtime) -> str:
 async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
     reg, host = runtime.registry, await registry_host(runtime)
     if args.name is None:
-        obj = await imagestreams.list_image_streams(reg, host, args.namespace)
+        found, version = await streams.list_streams(reg, args.namespace)
+        items = [objects.stream_object(s, host) for s in found]
+        obj = meta.list_object("ImageStreamList", objects.API_VERSION, items, version)
     else:
         namespace, sep, name = args.name.partition("/")
         if not sep:
@@ -53,13 +57,14 @@ async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
             namespace, name = args.namespace, args.name
         elif args.namespace is not None and args.namespace != namespace:
             raise CommandError(f"{args.name} is not in namespace {args.namespace}", status=2)
-        obj = await imagestreams.get_image_stream(reg, host, namespace, name)
+        obj = objects.stream_object(await streams.get_stream(reg, namespace, name), host)
     _print(obj, args)
     return 0
 
 
 async def _get_image(runtime: Runtime, args: argparse.Namespace) -> int:
-    _print(await imagestreams.get_image(runtime.registry, await registry_host(runtime), args.digest), args)
+    image = await images.get_image(runtime.registry, args.digest)
+    _print(objects.image_object(image, await registry_host(runtime)), args)
     return 0
 
 

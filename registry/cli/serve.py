@@ -46,6 +46,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(config.log.level, config.log.format)
     for key in unknown_env_keys(dict(os.environ)):
         log.warning("ignoring unknown environment variable %s", key)
+    if config.http.tls.certificate:
+        from registry.server.tls import build_context
+
+        build_context(config.http.tls)  # unreadable files: one error now, not one per worker
     os.makedirs(config.data_dir, exist_ok=True)
     wait = config.database.wait_at_start
     if config.http.workers > 1:
@@ -69,7 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "workers": config.http.workers,
         },
     )
-    log.info(f"listening on {'' if host in ('0.0.0.0', '::') else host}:{port}")
+    scheme = "https" if config.http.tls.certificate else "http"
+    log.info(f"listening on {scheme}://{host}:{port}")
     from registry.server.run import serve
 
     serve(config)

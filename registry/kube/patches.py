@@ -8,7 +8,7 @@ import copy
 import json
 from typing import Any
 
-from registry.errors import RequestInvalid, UnsupportedMediaType
+from registry.errors import PatchNotApplicable, RequestInvalid, UnsupportedMediaType
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -56,7 +56,7 @@ def _index(container: list[Any], token: str, op_index: int, allow_end: bool) -> 
         raise RequestInvalid(f"the JSON patch operation {op_index}: {token!r} is not an array index")
     index = int(token)
     if index > len(container) or (index == len(container) and not allow_end):
-        raise RequestInvalid(f"the JSON patch operation {op_index}: index {index} is out of range")
+        raise PatchNotApplicable(f"the JSON patch operation {op_index}: index {index} is out of range")
     return index
 
 
@@ -68,7 +68,7 @@ def _parent(doc: Any, tokens: list[str], op_index: int) -> Any:
         elif isinstance(node, list):
             node = node[_index(node, token, op_index, allow_end=False)]
         else:
-            raise RequestInvalid(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
+            raise PatchNotApplicable(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
     return node
 
 
@@ -80,18 +80,18 @@ def _get(doc: Any, tokens: list[str], op_index: int) -> Any:
         return parent[last]
     if isinstance(parent, list):
         return parent[_index(parent, last, op_index, allow_end=False)]
-    raise RequestInvalid(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
+    raise PatchNotApplicable(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
 
 
 def _remove(doc: Any, tokens: list[str], op_index: int) -> Any:
     if not tokens:
-        raise RequestInvalid(f"the JSON patch operation {op_index} cannot remove the whole object")
+        raise PatchNotApplicable(f"the JSON patch operation {op_index} cannot remove the whole object")
     parent, last = _parent(doc, tokens, op_index), tokens[-1]
     if isinstance(parent, dict) and last in parent:
         return parent.pop(last)
     if isinstance(parent, list):
         return parent.pop(_index(parent, last, op_index, allow_end=False))
-    raise RequestInvalid(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
+    raise PatchNotApplicable(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
 
 
 def _add(doc: Any, tokens: list[str], value: Any, op_index: int, replace: bool = False) -> Any:
@@ -100,7 +100,7 @@ def _add(doc: Any, tokens: list[str], value: Any, op_index: int, replace: bool =
     parent, last = _parent(doc, tokens, op_index), tokens[-1]
     if isinstance(parent, dict):
         if replace and last not in parent:
-            raise RequestInvalid(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
+            raise PatchNotApplicable(f"the JSON patch operation {op_index}: /{'/'.join(tokens)} does not exist")
         parent[last] = copy.deepcopy(value)
     elif isinstance(parent, list):
         index = _index(parent, last, op_index, allow_end=not replace)
@@ -109,7 +109,7 @@ def _add(doc: Any, tokens: list[str], value: Any, op_index: int, replace: bool =
         else:
             parent.insert(index, copy.deepcopy(value))
     else:
-        raise RequestInvalid(
+        raise PatchNotApplicable(
             f"the JSON patch operation {op_index}: the parent of /{'/'.join(tokens)} is not a container"
         )
     return doc
@@ -138,12 +138,12 @@ def json_patch(target: Any, operations: Any) -> Any:
         elif kind in ("move", "copy"):
             source = _tokens(op.get("from"), i)
             if kind == "move" and path[: len(source)] == source and len(path) > len(source):
-                raise RequestInvalid(f"the JSON patch operation {i} moves a value into itself")
+                raise PatchNotApplicable(f"the JSON patch operation {i} moves a value into itself")
             value = _remove(doc, source, i) if kind == "move" else copy.deepcopy(_get(doc, source, i))
             doc = _add(doc, path, value, i)
         elif kind == "test":
             if _get(doc, path, i) != op["value"]:
-                raise RequestInvalid(f"the JSON patch test at operation {i} failed: {op.get('path')}")
+                raise PatchNotApplicable(f"the JSON patch test at operation {i} failed: {op.get('path')}")
         else:
             raise RequestInvalid(f"the JSON patch operation {i} has an unknown op {kind!r}")
     return doc
@@ -154,7 +154,8 @@ def media_type(content_type: str | None) -> str:
 
 
 def apply_patch(target: dict[str, Any], body: bytes, content_type: str | None) -> Any:
-    """The patched object; raises 415 for a patch type we do not take, 400 for a bad patch."""
+    """The patched object; raises 415 for a patch type we do not take, 400 for a malformed patch,
+    422 for one that does not apply to `target`."""
     kind = media_type(content_type)
     if kind not in PATCH_TYPES:
         raise UnsupportedMediaType(

@@ -37,6 +37,8 @@ class ResourceDef:
     description: str = ""
     # Fields of the object that selectors may name (besides metadata.name and .namespace).
     field_labels: tuple[str, ...] = field(default=())
+    # The protobuf message of a type client-go sends as protobuf (registry.kube.protobuf).
+    protobuf: Any = None
 
     @property
     def api_version(self) -> str:

@@ -216,6 +216,8 @@ image_pruners = Table(
     Column("updated_at", TS, nullable=False),
     Column("uid", String(36), nullable=True),
     Column("resource_version", BigInteger, nullable=False, server_default="1"),
+    Column("labels", JSON, nullable=True),
+    Column("annotations", JSON, nullable=True),
 )
 
 # One row per pruner run (scheduled or on demand), trimmed to the history limits.

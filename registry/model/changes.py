@@ -12,6 +12,8 @@ the commit."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,3 +126,67 @@ async def trim(db: Database, older_than: datetime) -> int:
         return gone
 
     return await db.write(run)
+
+
+class ChangeWaiter:
+    """Wakes watchers of this process when the change log grows: at once for this process's
+    commits, and within `poll` seconds for other processes' (workers of this host bump a
+    shared counter; other replicas' commits arrive as PostgreSQL notifications that bump it).
+
+    A watcher takes `sequence` before it reads the log and then waits for it to move, so a
+    change committed between its read and its wait is never missed."""
+
+    def __init__(self, generation: Any, poll: float = 0.05):
+        self.generation = generation
+        self.poll = poll
+        self.sequence = 0
+        self._seen = generation.stamp(CHANGES_SLOT)
+        self._moved: asyncio.Event | None = None
+        self._watchers = 0
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def committed(self) -> None:
+        """After a commit that appended changes (called from any thread)."""
+        self.generation.bump(CHANGES_SLOT)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._advance)
+
+    def _advance(self) -> None:
+        self.sequence += 1
+        if self._moved is not None:
+            self._moved.set()
+            self._moved = asyncio.Event()
+
+    async def wait(self, since: int, timeout: float) -> None:
+        """Until `sequence` differs from `since`, or `timeout` seconds."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self.sequence != since:
+            return
+        if self._moved is None:
+            self._moved = asyncio.Event()
+        moved = self._moved
+        self._watchers += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._watch_counter())
+        try:
+            await asyncio.wait_for(moved.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._watchers -= 1
+
+    async def _watch_counter(self) -> None:
+        while self._watchers > 0:
+            stamp = self.generation.stamp(CHANGES_SLOT)
+            if stamp != self._seen:
+                self._seen = stamp
+                self._advance()
+            await asyncio.sleep(self.poll)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

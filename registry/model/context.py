@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from registry.cache import BlobContentCache, MetadataCache
 from registry.config import Config
@@ -17,3 +18,4 @@ class Registry:
     storage: BlobStorage
     cache: MetadataCache
     content: BlobContentCache | None = None  # small blobs in memory, for remote storage
+    waiter: Any = None  # a changes.ChangeWaiter: wakes this process's watchers

@@ -38,6 +38,7 @@ from registry.metadata.schema import (
 from registry.model import changes
 from registry.model.changes import ADDED, DELETED, MODIFIED, Change
 from registry.model.context import Registry
+from registry.model.images import is_digest_name
 from registry.names import NAME_COMPONENT, NAME_MAX, TAG_RE, is_digest
 
 GROUP = "image.openshift.io"
@@ -252,6 +253,25 @@ async def list_streams(reg: Registry, namespace: str | None = None) -> tuple[lis
     return await reg.db.read(run)
 
 
+async def namespaces(reg: Registry) -> tuple[list[tuple[str, datetime]], int]:
+    """Each namespace that holds a stream, with when its first stream was created, and the
+    resourceVersion of the answer."""
+
+    def run(conn: Connection) -> tuple[list[tuple[str, datetime]], int]:
+        rows = conn.execute(
+            select(repositories.c.name, repositories.c.created_at).where(repositories.c.deleted_at.is_(None))
+        )
+        first: dict[str, datetime] = {}
+        for name, created in rows:
+            namespace = name.partition("/")[0]
+            created = as_utc(created)
+            if namespace not in first or created < first[namespace]:
+                first[namespace] = created
+        return sorted(first.items()), changes.latest(conn)
+
+    return await reg.db.read(run)
+
+
 async def streams_by_name(reg: Registry, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Stream]:
     """Several streams at once (a watch renders the objects its changes name)."""
 
@@ -352,7 +372,7 @@ def _parse_from(ref: TagReference, namespace: str, stream: str) -> tuple[str, st
     other, sep, digest = name.rpartition("@")
     if not sep:
         other, digest = stream, name
-    if not is_digest(digest) or (other and not valid_stream_name(source_ns, other)):
+    if not is_digest_name(digest) or (other and not valid_stream_name(source_ns, other)):
         return f"{name!r} must be DIGEST or STREAM@DIGEST"
     return source_ns, other or stream, digest
 

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from registry import metrics
 from registry.cron import next_fire, previous_fire
+from registry.errors import ResourceConflict
 from registry.kube.meta import new_uid
 from registry.metadata.db import as_utc, utcnow
 from registry.metadata.schema import image_pruners, prune_runs
@@ -33,11 +34,13 @@ from registry.pruning.spec import (
     Invalid,
     initial_spec,
     merge_patch,
+    metadata_from_object,
     spec_from_object,
     type_name,
 )
 
 RESOURCE_PLURAL = "imagepruners"
+GROUP = API_VERSION.split("/")[0]
 
 if TYPE_CHECKING:
     from registry.model.context import Registry
@@ -122,6 +125,8 @@ class PrunerState:
     updated_at: datetime
     uid: str = ""
     resource_version: int = 1
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
 
     @property
     def suspended(self) -> bool:
@@ -159,6 +164,8 @@ def _state(row: Any) -> PrunerState:
         updated_at=as_utc(row.updated_at),
         uid=row.uid or "",
         resource_version=row.resource_version,
+        labels=dict(row.labels or {}),
+        annotations=dict(row.annotations or {}),
     )
 
 
@@ -246,19 +253,37 @@ def _trim(conn: Connection, spec: dict[str, Any]) -> None:
 
 
 async def set_spec(
-    reg: Registry, spec: dict[str, Any], expect_generation: int | None = None
+    reg: Registry,
+    spec: dict[str, Any],
+    expect_generation: int | None = None,
+    metadata: tuple[dict[str, str], dict[str, str]] | None = None,
+    expect_version: int | None = None,
 ) -> tuple[PrunerState | None, bool]:
-    """Store a normalised spec; True when it changed (then the generation moved). With
-    `expect_generation`, only if the generation is still that (else (None, False))."""
+    """Store a normalised spec (and, given, the labels and annotations); True when anything
+    changed (the generation moves with the spec). With `expect_generation`, only if the
+    generation is still that (else (None, False)); with `expect_version`, only if the
+    resourceVersion is (else 409 Conflict)."""
 
     def write(conn: Connection) -> tuple[Any, bool]:
         row = _ensure(conn, reg)
         if expect_generation is not None and row.generation != expect_generation:
             return None, False
-        if dict(row.spec) == spec:
+        if expect_version is not None and row.resource_version != expect_version:
+            raise ResourceConflict(
+                f'Operation cannot be fulfilled on imagepruners.{GROUP} "{NAME}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+                kind="imagepruners",
+                group=GROUP,
+                name=NAME,
+            )
+        labels, annotations = (
+            metadata if metadata is not None else (dict(row.labels or {}), dict(row.annotations or {}))
+        )
+        meta_changed = (labels, annotations) != (dict(row.labels or {}), dict(row.annotations or {}))
+        if dict(row.spec) == spec and not meta_changed:
             return row, False
         now = utcnow()
-        generation = row.generation + 1
+        generation = row.generation + 1 if dict(row.spec) != spec else row.generation
         conn.execute(
             update(image_pruners)
             .where(image_pruners.c.name == NAME)
@@ -267,6 +292,8 @@ async def set_spec(
                 spec=spec,
                 status=_reconciled(dict(row.status), spec, generation, now),
                 updated_at=now,
+                labels=labels or None,
+                annotations=annotations or None,
             )
         )
         _trim(conn, spec)
@@ -279,35 +306,64 @@ async def set_spec(
     return _publish(_state(row)), changed
 
 
-async def apply_object(reg: Registry, body: Any) -> tuple[PrunerState, bool]:
-    """Replace the spec with that of a whole object (PUT, `okura pruner apply`)."""
-    state, changed = await set_spec(reg, spec_from_object(body))
+async def apply_object(
+    reg: Registry, body: Any, expect_version: int | None = None, keep_metadata: bool = False
+) -> tuple[PrunerState, bool]:
+    """Replace the spec, labels and annotations with those of a whole object (PUT, `okura
+    pruner apply`; `keep_metadata`: the spec only)."""
+    spec = spec_from_object(body)
+    metadata = None if keep_metadata else metadata_from_object(body)
+    state, changed = await set_spec(reg, spec, metadata=metadata, expect_version=expect_version)
     assert state is not None
     return state, changed
 
 
 def editable_object(state: PrunerState) -> dict[str, Any]:
-    """What a merge patch applies to: the object without status."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": NAME},
-        "spec": copy.deepcopy(state.spec),
-    }
+    """What a patch applies to: the object without status."""
+    metadata: dict[str, Any] = {"name": NAME, "resourceVersion": str(state.resource_version)}
+    if state.labels:
+        metadata["labels"] = dict(state.labels)
+    if state.annotations:
+        metadata["annotations"] = dict(state.annotations)
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": copy.deepcopy(state.spec)}
 
 
 async def patch_object(reg: Registry, patch: Any) -> tuple[PrunerState, bool]:
-    """Apply a JSON merge patch (RFC 7386) to the object (PATCH). When another writer changes
-    the spec in between, the patch is applied again to the new spec."""
-    if not isinstance(patch, dict):
+    """Apply a patch to the object (PATCH): a JSON merge patch (RFC 7386), or a function of
+    the editable object. When another writer changes the object in between, the patch is
+    applied again to the new one, unless it names a resourceVersion (then 409)."""
+    if callable(patch):
+        apply = patch
+    elif isinstance(patch, dict):
+
+        def apply(obj: dict[str, Any]) -> Any:
+            return merge_patch(obj, patch)
+
+    else:
         raise Invalid(f"a merge patch must be a JSON object, not {type_name(patch)}")
     for _ in range(10):
         current = await get_pruner(reg)
-        spec = spec_from_object(merge_patch(editable_object(current), patch))
-        state, changed = await set_spec(reg, spec, expect_generation=current.generation)
-        if state is not None:
+        patched = apply(editable_object(current))
+        spec = spec_from_object(patched)
+        named = _named_version(patched)
+        if named is not None and named != current.resource_version:
+            state, changed = await set_spec(reg, spec, metadata=metadata_from_object(patched), expect_version=named)
+            assert state is not None
             return state, changed
+        try:
+            state, changed = await set_spec(
+                reg, spec, metadata=metadata_from_object(patched), expect_version=current.resource_version
+            )
+        except ResourceConflict:
+            continue
+        assert state is not None
+        return state, changed
     raise Invalid("the ImagePruner kept changing while patching it; try again")
+
+
+def _named_version(obj: Any) -> int | None:
+    version = ((obj.get("metadata") or {}) if isinstance(obj, dict) else {}).get("resourceVersion")
+    return int(version) if isinstance(version, str) and version.isdigit() and len(version) < 19 else None
 
 
 async def set_suspend(reg: Registry, suspend: bool) -> tuple[PrunerState, bool]:
@@ -482,6 +538,8 @@ def render(state: PrunerState, runs: list[RunRecord], now: datetime | None = Non
             "resourceVersion": str(state.resource_version),
             "generation": state.generation,
             "creationTimestamp": timestamp(state.created_at),
+            **({"labels": dict(state.labels)} if state.labels else {}),
+            **({"annotations": dict(state.annotations)} if state.annotations else {}),
         },
         "spec": copy.deepcopy(state.spec),
         "status": status,

@@ -222,9 +222,17 @@ def initial_spec(cfg: PrunerConfig) -> dict[str, Any]:
 _TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
+def metadata_from_object(body: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The labels and annotations of an ImagePruner object (checked by spec_from_object)."""
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    return dict(metadata.get("labels") or {}), dict(metadata.get("annotations") or {})
+
+
 def spec_from_object(body: Any) -> dict[str, Any]:
     """The normalised spec of a whole ImagePruner object (PUT, `okura pruner apply`). `status`
-    and metadata other than the name are ignored, as the API server ignores them."""
+    and metadata other than the name, labels and annotations are ignored, as the API server
+    ignores them."""
     if not isinstance(body, dict):
         raise Invalid(f"the body must be an ImagePruner object, not {type_name(body)}")
     problems = Problems()
@@ -239,6 +247,13 @@ def spec_from_object(body: Any) -> dict[str, Any]:
         metadata = _object(metadata, "metadata", problems)
         if metadata.get("name") not in (None, NAME):
             problems.add("metadata.name", f"the only ImagePruner is named {NAME!r}, not {metadata['name']!r}")
+        for key in ("labels", "annotations"):
+            value = metadata.get(key)
+            if value is not None and (
+                not isinstance(value, dict)
+                or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+            ):
+                problems.add(f"metadata.{key}", "must be a map of strings")
     spec = normalize_spec(body.get("spec"), problems=problems)
     problems.raise_if_any()
     return spec

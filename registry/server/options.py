@@ -8,6 +8,8 @@ from typing import Any
 
 import uvicorn
 
+from registry.config import TLSConfig
+
 
 @dataclass(frozen=True)
 class HttpLimits:
@@ -18,6 +20,16 @@ class HttpLimits:
 
 
 class ServerConfig(uvicorn.Config):
-    def __init__(self, app: Any, limits: HttpLimits, **kwargs: Any):
+    def __init__(self, app: Any, limits: HttpLimits, tls: TLSConfig | None = None, **kwargs: Any):
+        if tls is not None and tls.certificate:
+            kwargs["ssl_context_factory"] = _tls_context
         super().__init__(app, **kwargs)
         self.limits = limits
+        self.tls = tls
+
+
+def _tls_context(config: Any, _default_factory: Any) -> Any:
+    # Called by uvicorn in each worker process as it loads the config.
+    from registry.server.tls import ReloadingContext
+
+    return ReloadingContext.create(config.tls).context

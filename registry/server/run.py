@@ -35,6 +35,7 @@ def server_config(config: Config, app: Any) -> ServerConfig:
     return ServerConfig(
         app,
         limits_from(config),
+        config.http.tls,
         host=host,
         port=port,
         loop="uvloop",

@@ -1,6 +1,7 @@
-"""Image streams and images with auth on: a stream needs a pull's permission (403 Status
-otherwise), lists show only what the caller may pull, an image held only where the caller may not
-pull is 404 (as if it did not exist), and anonymous callers get a 401 Status with a challenge."""
+"""Image streams and images with auth on: each request is its verb on its resource in its
+namespace (a 403 Status naming them otherwise), lists across namespaces keep the namespaces where
+the caller may list, images are cluster-admin's while image stream images show a namespace's own,
+and anonymous callers get a 401 Status with a challenge."""
 
 from __future__ import annotations
 
@@ -63,29 +64,33 @@ async def test_viewer_sees_its_namespace_only(auth_app, connect: Connect, seeded
     for name in ("secret", "does-not-exist"):  # refused alike: existence in b is not revealed
         status = assert_status(await client.get(f"{API}/namespaces/b/imagestreams/{name}"), 403, "Forbidden")
         assert status["message"] == (
-            f'imagestreams.image.openshift.io "{name}" is forbidden: '
-            "viewer cannot get imagestreams/layers in namespace b"
+            f'imagestreams.image.openshift.io "{name}" is forbidden: viewer cannot get imagestreams in namespace b'
         )
         assert status["details"] == {"name": name, "group": "image.openshift.io", "kind": "imagestreams"}
 
     r = await client.get(f"{API}/namespaces/a/imagestreams")
     assert names(r.json()) == [("a", "app"), ("a", "mirror")]
-    r = await client.get(f"{API}/namespaces/b/imagestreams")
-    assert r.status_code == 200 and names(r.json()) == []  # filtered, not refused
+    status = assert_status(await client.get(f"{API}/namespaces/b/imagestreams"), 403, "Forbidden")
+    assert (
+        status["message"]
+        == "imagestreams.image.openshift.io is forbidden: viewer cannot list imagestreams in namespace b"
+    )
     r = await client.get(f"{API}/imagestreams")
     # Logged-in callers keep what anonymous ones may do: the public namespace is listed too.
     assert names(r.json()) == [("a", "app"), ("a", "mirror"), ("public", "pub")]
 
-    assert (await client.get(f"{API}/images/{seeded.only_a}")).status_code == 200
-    # An image only in b is exactly as absent as one that does not exist.
-    hidden = assert_status(await client.get(f"{API}/images/{seeded.only_b}"), 404, "NotFound")
+    # Images are cluster-wide: cluster-admin's. A namespace's images are its image stream images.
+    assert_status(await client.get(f"{API}/images/{seeded.only_a}"), 403, "Forbidden")
+    r = await client.get(f"{API}/namespaces/a/imagestreamimages/app@{seeded.only_a}")
+    assert r.status_code == 200 and r.json()["image"]["metadata"]["name"] == seeded.only_a
+    # The same digest held by two streams is referenced through the one asked for.
+    r = await client.get(f"{API}/namespaces/a/imagestreamimages/mirror@{seeded.shared}")
+    assert r.json()["image"]["dockerImageReference"] == f"registry/a/mirror@{seeded.shared}"
+    # An image the stream does not hold is as absent as one that does not exist.
     missing = sha256(b"never pushed")
-    absent = assert_status(await client.get(f"{API}/images/{missing}"), 404, "NotFound")
-    assert hidden["message"].replace(seeded.only_b, missing) == absent["message"]
-    # A digest in both namespaces is answered, referenced where the caller may pull it.
-    r = await client.get(f"{API}/images/{seeded.shared}")
-    assert r.status_code == 200
-    assert r.json()["dockerImageReference"] == f"registry/a/mirror@{seeded.shared}"
+    for digest in (seeded.only_b, missing):
+        assert_status(await client.get(f"{API}/namespaces/a/imagestreamimages/app@{digest}"), 404, "NotFound")
+    assert_status(await client.get(f"{API}/namespaces/b/imagestreamimages/secret@{seeded.only_b}"), 403, "Forbidden")
 
 
 async def test_cluster_admin_sees_every_namespace(root, seeded: Seeded):
@@ -100,17 +105,18 @@ async def test_a_caller_without_roles_sees_nothing(auth_app, accounts: Accounts,
     nobody = await accounts.user("nobody")
     client = login(connect, auth_app, nobody, "bearer-token")
     assert names((await client.get(f"{API}/imagestreams")).json()) == [("public", "pub")]
-    assert names((await client.get(f"{API}/namespaces/a/imagestreams")).json()) == []
-    assert_status(await client.get(f"{API}/images/{seeded.only_a}"), 404, "NotFound")
+    assert_status(await client.get(f"{API}/namespaces/a/imagestreams"), 403, "Forbidden")
+    assert_status(await client.get(f"{API}/images/{seeded.only_a}"), 403, "Forbidden")
     assert_status(await client.get(f"{API}/namespaces/a/imagestreams/app"), 403, "Forbidden")
 
 
 async def test_anonymous_gets_a_401_status_with_a_challenge(raw, seeded: Seeded):
     paths = {
         f"{API}/imagestreams": None,
-        f"{API}/namespaces/a/imagestreams": None,
-        f"{API}/namespaces/public/imagestreams/pub": "repository:public/pub:pull",
-        f"{API}/images/{seeded.public}": None,
+        f"{API}/namespaces/a/imagestreams": "registry:api:*",
+        # The API's scope: a bearer JWT for it reaches the API with its subject's own roles.
+        f"{API}/namespaces/public/imagestreams/pub": "registry:api:*",
+        f"{API}/images/{seeded.public}": "registry:api:*",
     }
     for path, scope in paths.items():
         r = await raw.get(path)
@@ -132,6 +138,7 @@ async def test_anonymous_token_sees_public_namespaces(anonymous, seeded: Seeded)
     assert names(r.json()) == [("public", "pub")]
     r = await anonymous.get(f"{API}/namespaces/public/imagestreams/pub")
     assert r.status_code == 200 and r.json()["metadata"]["name"] == "pub"
-    assert (await anonymous.get(f"{API}/images/{seeded.public}")).status_code == 200
-    assert_status(await anonymous.get(f"{API}/images/{seeded.only_a}"), 404, "NotFound")
+    r = await anonymous.get(f"{API}/namespaces/public/imagestreamimages/pub@{seeded.public}")
+    assert r.status_code == 200, r.text
+    assert_status(await anonymous.get(f"{API}/images/{seeded.public}"), 401, "Unauthorized")
     assert_status(await anonymous.get(f"{API}/namespaces/a/imagestreams/app"), 401, "Unauthorized")

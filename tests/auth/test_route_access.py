@@ -34,6 +34,16 @@ DELETE = frozenset({"editor", "admin", "pruner", "cluster-admin", "pruner-jwt"})
 TEAM_ADMIN = frozenset({"admin", "cluster-admin"})
 OTHER_ADMIN = frozenset({"other-admin", "cluster-admin"})
 CLUSTER_ADMIN = frozenset({"cluster-admin"})
+# The Kubernetes-style API: each verb on each resource, as the roles grant it in namespace team.
+STREAM_READ = frozenset({"viewer", "editor", "admin", "pruner", "cluster-admin"})
+STREAM_UPDATE = frozenset({"editor", "admin", "pruner", "cluster-admin"})
+NAMESPACE_READ = frozenset({"viewer", "editor", "admin", "cluster-admin"})
+NAMESPACE_WRITE = frozenset({"editor", "admin", "cluster-admin"})
+IMAGE_ADMIN = frozenset({"pruner", "cluster-admin"})
+STREAM = f"{IMAGES}/namespaces/team/imagestreams"
+TAGS = f"{IMAGES}/namespaces/team/imagestreamtags"
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+REVIEWS = "/apis/authorization.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,13 @@ class Case:
 
 def cases(*items: Case) -> list[Case]:
     return list(items)
+
+
+def api(url: str, allowed: frozenset[str], **kw: Any) -> Case:
+    """A request the Kubernetes-style API checks as a verb on a resource. A bearer JWT must carry
+    the API scope (registry:api:*) for that: without it, a JWT of a subject the roles allow gets
+    a 401 whose challenge asks for the scope (a new token would do), any other a 403."""
+    return Case(url, allowed, refused={"pruner-jwt": 401} if "pruner" in allowed else {}, **kw)
 
 
 def same_for_head(table: dict[tuple[str, str], list[Case]]) -> dict[tuple[str, str], list[Case]]:
@@ -85,14 +102,72 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
         ("DELETE", "/v2/{name:path}/blobs/{digest}"): cases(Case(f"/v2/team/app/blobs/{ZERO}", DELETE)),
         ("GET", "/healthz"): cases(Case("/healthz", EVERYONE)),
         ("GET", "/metrics"): cases(Case("/metrics", CLUSTER_ADMIN)),
+        ("GET", "/version"): cases(Case("/version", EVERYONE)),
+        ("GET", "/api"): cases(Case("/api", AUTHENTICATED)),
+        ("GET", "/api/v1"): cases(Case("/api/v1", AUTHENTICATED)),
+        ("GET", "/apis"): cases(Case("/apis", AUTHENTICATED)),
+        ("GET", "/apis/{group}"): cases(Case("/apis/image.openshift.io", AUTHENTICATED)),
+        ("GET", "/apis/{group}/{version}"): cases(Case(IMAGES, AUTHENTICATED)),
+        ("GET", "/openapi/v3"): cases(Case("/openapi/v3", AUTHENTICATED)),
+        ("GET", "/openapi/v3/{path:path}"): cases(Case("/openapi/v3/apis/image.openshift.io/v1", AUTHENTICATED)),
+        ("GET", "/api/v1/namespaces"): cases(Case("/api/v1/namespaces", AUTHENTICATED)),
+        ("GET", "/api/v1/namespaces/{name}"): cases(api("/api/v1/namespaces/team", STREAM_READ)),
+        # Lists across namespaces answer anyone, keeping the namespaces where the caller may list.
         ("GET", f"{IMAGES}/imagestreams"): cases(Case(f"{IMAGES}/imagestreams", AUTHENTICATED)),
         ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreams"): cases(
-            Case(f"{IMAGES}/namespaces/team/imagestreams", AUTHENTICATED)
+            api(STREAM, STREAM_READ), api(f"{STREAM}?watch=true&timeoutSeconds=0", STREAM_READ)
+        ),
+        ("POST", f"{IMAGES}/namespaces/{{namespace}}/imagestreams"): cases(
+            api(f"{STREAM}?dryRun=All", NAMESPACE_WRITE, body={"metadata": {"name": "new"}})
         ),
         ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreams/{{name:path}}"): cases(
-            Case(f"{IMAGES}/namespaces/team/imagestreams/app", PULL)
+            api(f"{STREAM}/app", STREAM_READ)
         ),
-        ("GET", f"{IMAGES}/images/{{digest}}"): cases(Case(f"{IMAGES}/images/{ZERO}", AUTHENTICATED)),
+        ("PUT", f"{IMAGES}/namespaces/{{namespace}}/imagestreams/{{name:path}}"): cases(
+            api(f"{STREAM}/app?dryRun=All", STREAM_UPDATE, body={"metadata": {"name": "app"}})
+        ),
+        ("PATCH", f"{IMAGES}/namespaces/{{namespace}}/imagestreams/{{name:path}}"): cases(
+            api(f"{STREAM}/app?dryRun=All", NAMESPACE_WRITE, content=b"{}", headers=MERGE_PATCH)
+        ),
+        ("DELETE", f"{IMAGES}/namespaces/{{namespace}}/imagestreams/{{name:path}}"): cases(
+            api(f"{STREAM}/missing", NAMESPACE_WRITE)
+        ),
+        ("GET", f"{IMAGES}/imagestreamtags"): cases(Case(f"{IMAGES}/imagestreamtags", AUTHENTICATED)),
+        ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags"): cases(api(TAGS, NAMESPACE_READ)),
+        ("POST", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags"): cases(
+            api(f"{TAGS}?dryRun=All", NAMESPACE_WRITE, body={"metadata": {"name": "app:x"}})
+        ),
+        ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags/{{name:path}}"): cases(
+            api(f"{TAGS}/app:v1", NAMESPACE_READ)
+        ),
+        ("PUT", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags/{{name:path}}"): cases(
+            api(f"{TAGS}/app:v1?dryRun=All", NAMESPACE_WRITE, body={"metadata": {"name": "app:v1"}})
+        ),
+        ("PATCH", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags/{{name:path}}"): cases(
+            api(f"{TAGS}/app:v1?dryRun=All", NAMESPACE_WRITE, content=b"{}", headers=MERGE_PATCH)
+        ),
+        ("DELETE", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags/{{name:path}}"): cases(
+            api(f"{TAGS}/app:missing", NAMESPACE_WRITE)
+        ),
+        ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreamimages/{{name:path}}"): cases(
+            api(f"{IMAGES}/namespaces/team/imagestreamimages/app@{ZERO}", NAMESPACE_READ)
+        ),
+        ("GET", f"{IMAGES}/images"): cases(api(f"{IMAGES}/images", IMAGE_ADMIN)),
+        ("GET", f"{IMAGES}/images/{{digest}}"): cases(api(f"{IMAGES}/images/{ZERO}", IMAGE_ADMIN)),
+        ("DELETE", f"{IMAGES}/images/{{digest}}"): cases(api(f"{IMAGES}/images/{ZERO}", IMAGE_ADMIN)),
+        ("POST", f"{REVIEWS}/selfsubjectaccessreviews"): cases(
+            Case(
+                f"{REVIEWS}/selfsubjectaccessreviews",
+                AUTHENTICATED,
+                body={"spec": {"resourceAttributes": {"verb": "get", "resource": "imagestreams"}}},
+            )
+        ),
+        ("POST", f"{REVIEWS}/selfsubjectrulesreviews"): cases(
+            Case(f"{REVIEWS}/selfsubjectrulesreviews", AUTHENTICATED, body={"spec": {"namespace": "team"}})
+        ),
+        ("GET", "/apis/imageregistry.operator.openshift.io/v1/imagepruners"): cases(
+            Case("/apis/imageregistry.operator.openshift.io/v1/imagepruners", CLUSTER_ADMIN)
+        ),
         ("GET", PRUNER): cases(Case(PRUNER, CLUSTER_ADMIN)),
         ("PUT", PRUNER): cases(Case(PRUNER, CLUSTER_ADMIN, content=b"{", headers={"Content-Type": "application/json"})),
         ("PATCH", PRUNER): cases(

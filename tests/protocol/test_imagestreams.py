@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from registry.model import imagestreams
+from registry.model import images
 from tests.support.digests import sha256
 from tests.support.http import assert_error, assert_status, push_image, put_manifest
 from tests.support.media_types import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
@@ -31,7 +31,7 @@ def history(stream: dict) -> dict[str, list[dict]]:
 # -- image streams -------------------------------------------------------------------------------
 
 
-async def test_tag_history_is_newest_first_with_growing_generations(client):
+async def test_tag_history_is_newest_first(client):
     repo = "team/app"
     a1, a1_body = await push_image(client, repo, "latest")
     b, _ = await push_image(client, repo, "v1")
@@ -48,16 +48,19 @@ async def test_tag_history_is_newest_first_with_growing_generations(client):
     assert stream["metadata"]["name"] == "app"
     assert stream["metadata"]["namespace"] == "team"
     assert RFC3339.match(stream["metadata"]["creationTimestamp"])
-    assert stream["metadata"]["generation"] == 5  # five tag events
+    # As in OpenShift, the generation counts spec changes (pushes change only status), and
+    # each history item carries the generation the stream had when it happened.
+    assert stream["metadata"]["generation"] == 1
+    assert stream["metadata"]["uid"] and int(stream["metadata"]["resourceVersion"]) > 0
     assert stream["spec"] == {"lookupPolicy": {"local": False}}
     assert stream["status"]["dockerImageRepository"] == f"{HOST}/team/app"
 
     tags = history(stream)
     assert [t["tag"] for t in stream["status"]["tags"]] == ["latest", "v1"]
     assert [i["image"] for i in tags["latest"]] == [a1, a3, a2, a1]
-    assert [i["generation"] for i in tags["latest"]] == [5, 4, 3, 1]
+    assert [i["generation"] for i in tags["latest"]] == [1, 1, 1, 1]
     assert [i["image"] for i in tags["v1"]] == [b]
-    assert [i["generation"] for i in tags["v1"]] == [2]
+    assert [i["generation"] for i in tags["v1"]] == [1]
     for items in tags.values():
         for item in items:
             assert set(item) == {"created", "dockerImageReference", "image", "generation"}
@@ -72,15 +75,15 @@ async def test_tag_history_is_newest_first_with_growing_generations(client):
         assert r.headers["Docker-Content-Digest"] == items[0]["image"]
 
     # A deleted tag is not listed; the others keep their history, newest first.
+    before = await get_json(client, f"{API}/namespaces/team/imagestreams/app")
     old, _ = await push_image(client, repo, "old")
-    assert (await get_json(client, f"{API}/namespaces/team/imagestreams/app"))["metadata"]["generation"] == 6
+    after = await get_json(client, f"{API}/namespaces/team/imagestreams/app")
+    assert int(after["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
     assert (await client.delete(f"/v2/{repo}/manifests/old")).status_code == 202
     stream = await get_json(client, f"{API}/namespaces/team/imagestreams/app")
     tags = history(stream)
     assert list(tags) == ["latest", "v1"]
     assert [i["image"] for i in tags["latest"]] == [a1, a3, a2, a1]
-    generations = [i["generation"] for i in tags["latest"]]
-    assert generations == sorted(generations, reverse=True) and len(set(generations)) == 4
     assert old not in {i["image"] for items in tags.values() for i in items}
 
 
@@ -90,15 +93,12 @@ async def test_stream_lists_are_sorted_and_scoped_by_namespace(client):
     await push_image(client, "team/untagged")  # by digest only: a stream without tags
 
     listed = await get_json(client, f"{API}/namespaces/team/imagestreams")
-    assert (listed["kind"], listed["apiVersion"], listed["metadata"]) == (
-        "ImageStreamList",
-        "image.openshift.io/v1",
-        {},
-    )
+    assert (listed["kind"], listed["apiVersion"]) == ("ImageStreamList", "image.openshift.io/v1")
+    assert int(listed["metadata"]["resourceVersion"]) > 0
     assert [s["metadata"]["name"] for s in listed["items"]] == ["a-app", "b-app", "untagged"]
     assert {s["metadata"]["namespace"] for s in listed["items"]} == {"team"}
     untagged = listed["items"][2]
-    assert untagged["status"]["tags"] == [] and untagged["metadata"]["generation"] == 0
+    assert untagged["status"]["tags"] == [] and untagged["metadata"]["generation"] == 1
     # Each listed stream is the object a GET of it answers.
     assert listed["items"][0] == await get_json(client, f"{API}/namespaces/team/imagestreams/a-app")
 
@@ -114,8 +114,10 @@ async def test_stream_lists_are_sorted_and_scoped_by_namespace(client):
     ]
 
     # As in Kubernetes, a namespace without streams lists nothing (and LIKE wildcards are literal).
-    for namespace in ("nothing-here", "te_m", "t%"):
+    for namespace in ("nothing-here", "te_m"):
         assert (await get_json(client, f"{API}/namespaces/{namespace}/imagestreams"))["items"] == []
+    # A namespace that cannot exist is not found.
+    assert_status(await client.get(f"{API}/namespaces/t%25/imagestreams"), 404, "NotFound")
 
 
 async def test_base_url_host_is_used_in_references(make_app):
@@ -256,10 +258,10 @@ async def test_image_without_a_readable_config_omits_what_the_config_gives(clien
     # A config bigger than the limit is not parsed; the same image with the limit raised is.
     config = json.dumps(IMAGE_CONFIG).encode()
     digest, _ = await push_image(client, "team/app", "v1", config=config)
-    monkeypatch.setattr(imagestreams, "CONFIG_LIMIT", len(config) - 1)
+    monkeypatch.setattr(images, "CONFIG_LIMIT", len(config) - 1)
     meta = (await get_json(client, f"{API}/images/{digest}"))["dockerImageMetadata"]
     assert "Created" not in meta and "Config" not in meta and meta["Id"] == sha256(config)
-    monkeypatch.setattr(imagestreams, "CONFIG_LIMIT", len(config))
+    monkeypatch.setattr(images, "CONFIG_LIMIT", len(config))
     meta = (await get_json(client, f"{API}/images/{digest}"))["dockerImageMetadata"]
     assert meta["Created"] == "2024-05-06T07:08:09Z" and meta["Config"]["Labels"] == IMAGE_CONFIG["config"]["Labels"]
 
@@ -302,10 +304,10 @@ async def test_not_found_answers_are_status_objects(client):
     assert_status(await client.get(f"{API}/images/{digest[:-1]}"), 404, "NotFound")
 
     # Unknown resources and paths under /apis/ are Status objects too.
-    for path in (f"{API}/imagestreamtags", "/apis/nothing.example.com/v1/things", "/apis"):
+    for path in (f"{API}/imagestreamthings", "/apis/nothing.example.com/v1/things", f"{API}/namespaces/team"):
         status = assert_status(await client.get(path), 404, "NotFound")
         assert status["message"] == "the server could not find the requested resource"
-    r = await client.delete(f"{API}/namespaces/team/imagestreams/app")
+    r = await client.post(f"{API}/namespaces/team/imagestreams/app")
     assert_status(r, 405, "MethodNotAllowed")
     assert "GET" in r.headers["Allow"]
 

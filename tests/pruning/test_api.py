@@ -72,7 +72,7 @@ async def test_put_replaces_the_spec_and_bumps_the_generation_only_on_change(pru
     body = {
         "apiVersion": "imageregistry.operator.openshift.io/v1",
         "kind": "ImagePruner",
-        "metadata": {"name": "cluster", "generation": 99, "resourceVersion": "7"},
+        "metadata": {"name": "cluster", "generation": 99, "resourceVersion": before["metadata"]["resourceVersion"]},
         "spec": {"schedule": "15 3 * * 0", "keepTagRevisions": 1, "keepYoungerThanDuration": "2h"},
         "status": {"observedGeneration": 42, "conditions": []},
     }
@@ -89,8 +89,14 @@ async def test_put_replaces_the_spec_and_bumps_the_generation_only_on_change(pru
     assert obj["status"]["observedGeneration"] == 2  # the body's status is ignored
     assert len(obj["status"]["conditions"]) == 3
 
+    # The version the body was read at is a precondition: it is no longer current.
+    r = await c.put(PATH, json=body)
+    assert r.status_code == 409, r.text
+    assert r.json()["reason"] == "Conflict"
+
     # The same spec, spelled differently ("120m" is "2h0m0s"): no change, no new generation.
     body["spec"]["keepYoungerThanDuration"] = "120m"
+    body["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"]
     r = await c.put(PATH, json=body)
     assert r.status_code == 200
     assert r.json()["metadata"]["generation"] == 2
@@ -162,12 +168,30 @@ async def test_patch_is_a_merge_patch(pruner_client, content_type):
     assert r.json()["metadata"]["generation"] == 3
 
 
+async def test_a_json_patch_applies_its_operations_in_order(pruner_client):
+    c = pruner_client
+    ops = [
+        {"op": "test", "path": "/spec/keepTagRevisions", "value": 3},
+        {"op": "replace", "path": "/spec/suspend", "value": True},
+        {"op": "add", "path": "/metadata/labels", "value": {"team": "infra"}},
+    ]
+    r = await c.patch(PATH, content=json.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["spec"]["suspend"] is True
+    assert r.json()["metadata"]["labels"] == {"team": "infra"}
+    # A failing `test` applies nothing.
+    ops = [{"op": "replace", "path": "/spec/suspend", "value": False}, ops[0] | {"value": 4}]
+    r = await c.patch(PATH, content=json.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 422, r.text
+    assert (await get(c))["spec"]["suspend"] is True
+
+
 async def test_other_patch_types_are_refused(pruner_client):
     r = await pruner_client.patch(
-        PATH,
-        content=b'[{"op": "replace", "path": "/spec/suspend", "value": true}]',
-        headers={"Content-Type": "application/json-patch+json"},
+        PATH, content=b"spec: {suspend: true}", headers={"Content-Type": "application/apply-patch+yaml"}
     )
+    assert r.status_code == 415
+    r = await pruner_client.patch(PATH, content=b"suspend=true", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415
 
 
@@ -212,8 +236,8 @@ async def test_unparseable_bodies_are_a_400(pruner_client):
     assert r.status_code == 400
     r = await c.patch(PATH, content=b"", headers=MERGE)
     assert r.status_code == 400
-    r = await c.patch(PATH, content=b"[1]", headers=MERGE)
-    assert r.status_code == 422
+    r = await c.patch(PATH, content=b"[1]", headers=MERGE)  # a merge patch is an object
+    assert r.status_code == 400
 
 
 async def test_other_names_are_not_found(pruner_client):

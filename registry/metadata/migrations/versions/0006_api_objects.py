@@ -38,6 +38,8 @@ def upgrade() -> None:
     with op.batch_alter_table("image_pruners") as batch:
         batch.add_column(sa.Column("uid", sa.String(length=36), nullable=True))
         batch.add_column(sa.Column("resource_version", sa.BigInteger(), nullable=False, server_default="1"))
+        batch.add_column(sa.Column("labels", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("annotations", sa.JSON(), nullable=True))
     for (name,) in conn.execute(sa.text("SELECT name FROM image_pruners")).all():
         conn.execute(sa.text("UPDATE image_pruners SET uid = :uid WHERE name = :n"), {"uid": str(uuid.uuid4()), "n": name})
     op.create_table(
@@ -67,6 +69,8 @@ def downgrade() -> None:
     op.drop_index("ix_changes_at", table_name="changes")
     op.drop_table("changes")
     with op.batch_alter_table("image_pruners") as batch:
+        batch.drop_column("annotations")
+        batch.drop_column("labels")
         batch.drop_column("resource_version")
         batch.drop_column("uid")
     with op.batch_alter_table("manifests") as batch:
