@@ -11,9 +11,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 

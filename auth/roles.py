@@ -101,6 +101,29 @@ ROLES: dict[str, Role] = {
         Role("cluster-admin", (_rule(ALL_VERBS, " ".join(RESOURCES)),), description="everything, everywhere"),
     )
 }
+# kubectl's spellings of the resources: short names, and names qualified by their API group.
+SHORT_NAMES = {"is": "imagestreams", "istag": "imagestreamtags", "isimage": "imagestreamimages"}
+GROUPS = {
+    "image.openshift.io": ("imagestreams", "imagestreamtags", "imagestreamimages", "images"),
+    "imageregistry.operator.openshift.io": ("imagepruners",),
+    "rbac.authorization.k8s.io": ("rolebindings",),
+}
+
+
+def resolve_resource(text: str) -> str:
+    """`is`, `imagestreams.image.openshift.io`, `imagestreams.image.openshift.io/layers` ->
+    the resource a check names; KeyError for one the registry does not know."""
+    name, slash, sub = text.partition("/")
+    base, dot, group = name.partition(".")
+    base = SHORT_NAMES.get(base, base)
+    if dot and base not in GROUPS.get(group, ()):
+        raise KeyError(f"no resource {name!r}")
+    resource = f"{base}{slash}{sub}"
+    if resource not in RESOURCES:
+        raise KeyError(f"unknown resource {text!r} (known: {', '.join([*RESOURCES, *SHORT_NAMES])})")
+    return resource
+
+
 # OpenShift's names for the same roles.
 ALIASES = {"system:image-puller": "registry-viewer", "system:image-pusher": "registry-editor"}
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from auth.access import Check
-from auth.roles import RESOURCES, VERBS
+from auth.roles import VERBS, resolve_resource
 from auth.store import Conflict, NotFound
 from auth.subjects import GROUPS, SubjectInvalid, identity_for, parse_subject
 from registry.cli.common import CommandError, config_flags, run, warn
@@ -101,10 +101,18 @@ async def _remove_role(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _can_i(runtime: Runtime, args: argparse.Namespace) -> int:
+    """As `kubectl auth can-i` asks the API (the same authorizer answers both)."""
     identity = identity_for(parse_subject(args.as_))
     allowed = await runtime.auth.authorizer.allowed(identity, Check(args.verb, args.resource, args.namespace))
     print("yes" if allowed else "no")
     return 0 if allowed else 1
+
+
+def _resource(text: str) -> str:
+    try:
+        return resolve_resource(text)
+    except KeyError as e:
+        raise argparse.ArgumentTypeError(str(e.args[0])) from None
 
 
 async def _who_can(runtime: Runtime, args: argparse.Namespace) -> int:
@@ -149,11 +157,11 @@ def add_parser(sub: Any) -> None:
         p.add_argument("-n", "--namespace")
     p = cmd("can-i", _can_i, "check a permission (cluster-wide without -n); exit 0 if allowed", writes=False)
     p.add_argument("verb", choices=VERBS)
-    p.add_argument("resource", choices=RESOURCES)
+    p.add_argument("resource", type=_resource, help="as kubectl names it: imagestreams, is, istag, images, ...")
     p.add_argument("-n", "--namespace")
     p.add_argument("--as", dest="as_", required=True, metavar="SUBJECT")
     p = cmd("who-can", _who_can, "list subjects allowed a verb on a resource (cluster-wide without -n)", writes=False)
     p.add_argument("verb", choices=VERBS)
-    p.add_argument("resource", choices=RESOURCES)
+    p.add_argument("resource", type=_resource)
     p.add_argument("-n", "--namespace")
     cmd("rotate-key", _rotate_key, "start signing tokens with a new key")
