@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ import pytest_asyncio
 from registry.app import build_app
 from registry.config import config_from_dict
 from registry.runtime import open_runtime
+from tests.support.auth import BASE_URL, Connect
 from tests.support.backends import BACKENDS
 from tests.support.postgres import create_database, drop_database, truncate_tables
 from tests.support.s3 import (
@@ -117,6 +119,25 @@ async def app(make_app):
 async def client(app) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as c:
         yield c
+
+
+@pytest_asyncio.fixture
+async def connect() -> AsyncIterator[Connect]:
+    """`connect(app, auth=None, headers=None, remote="127.0.0.1")`: an httpx client bound to the
+    ASGI app (as client address `remote`); all are closed after the test."""
+    opened: list[httpx.AsyncClient] = []
+
+    def factory(
+        app: Any, auth: httpx.Auth | None = None, headers: dict[str, str] | None = None, remote: str = "127.0.0.1"
+    ) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(remote, 40000))
+        c = httpx.AsyncClient(transport=transport, base_url=BASE_URL, auth=auth, headers=headers)
+        opened.append(c)
+        return c
+
+    yield factory
+    for c in opened:
+        await c.aclose()
 
 
 @pytest.fixture

@@ -892,10 +892,7 @@ async def set_tag(
         if prior is None or not prior.same_intent(ref) or ref.generation == 0:
             generation += 1
             kept = [t for t in spec_tags if t.name != ref.name]
-            spec = (
-                row_spec := conn.execute(select(repositories.c.spec).where(repositories.c.id == repo_id)).scalar()
-            ) or {}
-            del row_spec
+            spec = conn.execute(select(repositories.c.spec).where(repositories.c.id == repo_id)).scalar() or {}
             conn.execute(
                 update(repositories)
                 .where(repositories.c.id == repo_id)

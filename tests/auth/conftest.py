@@ -3,14 +3,11 @@ clients that authenticate the ways real clients do (see tests/support/auth.py)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import httpx
 import pytest
 import pytest_asyncio
 
-from tests.support.auth import AUTH, BASE_URL, Accounts, Connect, TokenDance
+from tests.support.auth import AUTH, Accounts, TokenDance
 
 
 @pytest.fixture(autouse=True)
@@ -30,25 +27,6 @@ async def auth_app(make_app):
 @pytest.fixture
 def accounts(auth_app) -> Accounts:
     return Accounts(auth_app)
-
-
-@pytest_asyncio.fixture
-async def connect() -> AsyncIterator[Connect]:
-    """`connect(app, auth=None, headers=None, remote="127.0.0.1")`: an httpx client bound to the
-    ASGI app (as client address `remote`); all are closed after the test."""
-    opened: list[httpx.AsyncClient] = []
-
-    def factory(
-        app: Any, auth: httpx.Auth | None = None, headers: dict[str, str] | None = None, remote: str = "127.0.0.1"
-    ) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app, client=(remote, 40000))
-        c = httpx.AsyncClient(transport=transport, base_url=BASE_URL, auth=auth, headers=headers)
-        opened.append(c)
-        return c
-
-    yield factory
-    for c in opened:
-        await c.aclose()
 
 
 @pytest.fixture

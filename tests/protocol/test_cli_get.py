@@ -4,12 +4,7 @@ the objects the API answers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest_asyncio
@@ -18,6 +13,7 @@ import yaml
 from tests.support.digests import sha256
 from tests.support.http import push_image, put_manifest
 from tests.support.media_types import OCI_INDEX, OCI_MANIFEST
+from tests.support.processes import okura_on
 
 API = "/apis/image.openshift.io/v1"
 BASE_URL = "https://registry.example:5000"
@@ -32,16 +28,8 @@ async def served(make_app):
         yield app, client
 
 
-async def okura(app, *args: str) -> subprocess.CompletedProcess:
-    """Run the installed `okura` command with the app's effective config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OKURA_")}
-    env["OKURA_CONFIG_JSON"] = json.dumps(app.app.state.runtime.config.to_dict())
-    argv = [str(Path(sys.executable).with_name("okura")), *args]
-    return await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=120)
-
-
 async def ok(app, *args: str) -> str:
-    result = await okura(app, *args)
+    result = await okura_on(app, *args)
     assert result.returncode == 0, (args, result.returncode, result.stdout, result.stderr)
     return result.stdout
 
@@ -145,18 +133,18 @@ async def test_get_unknown_streams_and_images(served):
     app, client = served
     await push_image(client, "team/app", "v1")
 
-    result = await okura(app, "get", "imagestream", "team/nope")
+    result = await okura_on(app, "get", "imagestream", "team/nope")
     assert result.returncode == 1 and result.stdout == ""
     assert 'imagestreams.image.openshift.io "nope" not found' in result.stderr
 
     missing = sha256(b"never pushed")
-    result = await okura(app, "get", "image", missing)
+    result = await okura_on(app, "get", "image", missing)
     assert result.returncode == 1 and result.stdout == ""
     assert f'images.image.openshift.io "{missing}" not found' in result.stderr
 
     # An empty namespace is no error (as `oc get is`), a bare name without -n is a usage error.
-    result = await okura(app, "get", "is", "-n", "empty")
+    result = await okura_on(app, "get", "is", "-n", "empty")
     assert result.returncode == 0 and result.stdout == ""
     assert "No resources found in empty namespace." in result.stderr
-    result = await okura(app, "get", "is", "app")
+    result = await okura_on(app, "get", "is", "app")
     assert result.returncode == 2 and "NS/NAME" in result.stderr

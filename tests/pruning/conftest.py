@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.auth.conftest import (  # noqa: F401 - fixtures shared with the auth tests
-    cheap_password_hashes,
-    connect,
-)
+from tests.auth.conftest import cheap_password_hashes  # noqa: F401 - a fixture shared with the auth tests
 from tests.support.backends import SQL_BACKENDS
 from tests.support.clock import START, FakeClock
 from tests.support.pruner import FakePrune

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 OKURA = str(Path(sys.executable).with_name("okura"))
 
@@ -25,6 +25,16 @@ def okura_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OKURA_", "PROMETHEUS_"))}
     env.update(extra)
     return env
+
+
+async def okura_on(app: Any, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `okura ARGS` with the effective config of an in-process app (its database and storage)."""
+    import asyncio
+    import json
+
+    child_env = okura_env(OKURA_CONFIG_JSON=json.dumps(app.app.state.runtime.config.to_dict()), **(env or {}))
+    argv = [*okura_command(), *args]
+    return await asyncio.to_thread(subprocess.run, argv, env=child_env, capture_output=True, text=True, timeout=120)
 
 
 def serve_argv(data_dir: Path | str, port: int, *extra: str) -> list[str]:
