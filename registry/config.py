@@ -148,6 +148,13 @@ class AuthConfig:
 
 
 @dataclass
+class ChangesConfig:
+    # How long the change log keeps changes: watches may resume (and notifications catch up)
+    # from a resourceVersion this recent; older ones get 410 Expired.
+    retention: Duration = Duration(24 * 3600)
+
+
+@dataclass
 class PrunerConfig:
     # The initial spec of the ImagePruner resource (OpenShift's defaults). Once the
     # resource exists in the database it rules: change it with `okura pruner apply`.
@@ -179,6 +186,7 @@ class Config:
     pagination: PaginationConfig = field(default_factory=PaginationConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    changes: ChangesConfig = field(default_factory=ChangesConfig)
 
     # derived values -----------------------------------------------------------------------
     @property
@@ -321,6 +329,7 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
         "http.base_url",
         f"must start with http:// or https://, not {cfg.http.base_url!r}",
     )
+    check(cfg.changes.retention >= 60, "changes.retention", "must be at least 1m")
     tls = cfg.http.tls
     check(bool(tls.certificate) == bool(tls.key), "http.tls", "set both certificate and key, or neither")
     check(not tls.client_ca or bool(tls.certificate), "http.tls.client_ca", "needs http.tls.certificate and key")

@@ -37,7 +37,7 @@ from registry.model.changes import ChangeWaiter
 from registry.model.context import Registry
 from registry.model.repositories import repository_id
 from registry.pruning import schedule as prune_schedule
-from registry.tasks import heartbeat, upload_purge
+from registry.tasks import change_trim, heartbeat, upload_purge
 from storage import create_storage
 
 log = logging.getLogger("okura")
@@ -97,6 +97,7 @@ def background_jobs(reg: Registry) -> dict[str, Callable[[], Awaitable[None]]]:
         "instance-heartbeat": lambda: heartbeat.run_forever(reg, instance),
         "upload-reclaim": lambda: upload_purge.reclaim_forever(reg),
         "image-pruner": lambda: prune_schedule.run_forever(reg),
+        "change-log-trim": lambda: change_trim.run_forever(reg),
     }
     if reg.config.uploads.purge_enabled:
         jobs["upload-purge"] = lambda: upload_purge.run_forever(reg)

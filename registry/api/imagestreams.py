@@ -26,7 +26,7 @@ from registry.errors import ResourceNotFound
 from registry.kube import image_v1, meta
 from registry.kube.image_v1 import IMAGE_STREAMS
 from registry.kube.patches import apply_patch
-from registry.model import streams
+from registry.model import changes, streams
 from registry.model.changes import DELETED, LoggedChange
 from registry.model.streams import MayRead, Stream, StreamEdit
 from registry.names import NAME_COMPONENT_RE
@@ -129,19 +129,30 @@ def _renderer(request: Request, namespace: str | None, host: str) -> kubeapi.Ren
         keys = [(c.change.namespace or "", c.change.name) for c in wanted if c.change.type != DELETED]
         current = await streams.streams_by_name(reg, keys) if keys else {}
         out = []
-        for c in wanted:
-            if c.change.type == DELETED:
-                if c.change.object:
-                    obj = objects.deleted_stream_object(c.change.object)
-                    out.append((c, obj, [obj["metadata"]["name"], "", "", ""]))
-                continue
+        for i, c in enumerate(wanted):
             stream = current.get((c.change.namespace or "", c.change.name))
-            if stream is not None:  # deleted since: its DELETED change follows
+            if c.change.type != DELETED and stream is not None:
                 obj, row = _pair(stream, host)
                 out.append((c, obj, row))
+                continue
+            # A deletion, or a change of a stream deleted since: its last state.
+            snapshot = c.change.object if c.change.type == DELETED else await _final_state(reg, wanted[i:], c)
+            if snapshot:
+                obj = objects.deleted_stream_object(snapshot)
+                out.append((c, obj, [obj["metadata"]["name"], "", "", ""]))
         return out
 
     return render
+
+
+async def _final_state(reg: Any, later: list[LoggedChange], change: LoggedChange) -> dict[str, Any] | None:
+    """The object a since-deleted stream had when it was deleted: from the DELETED change
+    later in this batch, else from the log."""
+    key = (change.change.namespace, change.change.name)
+    for c in later:
+        if c.change.type == DELETED and (c.change.namespace, c.change.name) == key:
+            return c.change.object
+    return await reg.db.read(changes.deleted_after, streams.STREAMS, *key, change.id)
 
 
 async def get_stream(request: Request) -> Response:

@@ -96,17 +96,19 @@ def _tag_renderer(request: Request, namespace: str | None, host: str) -> kubeapi
         for c in wanted:
             stream_name, _, tag = c.change.name.rpartition(":")
             stream = current.get((c.change.namespace or "", stream_name))
-            if c.change.type == DELETED or stream is None:
-                obj = {
-                    "kind": "ImageStreamTag",
-                    "apiVersion": image_v1.API_VERSION,
-                    "metadata": {"name": c.change.name, "namespace": c.change.namespace},
-                }
-                if c.change.type == DELETED:
-                    out.append((c, obj, [c.change.name, "", ""]))
+            exists = stream is not None and (stream.status_tag(tag) or stream.spec_tag(tag)) is not None
+            if c.change.type != DELETED and exists:
+                assert stream is not None
+                obj = objects.stream_tag_object(stream, tag, None, host)
+                out.append((c, obj, objects.stream_tag_row(stream, tag, host)))
                 continue
-            obj = objects.stream_tag_object(stream, tag, None, host)
-            out.append((c, obj, objects.stream_tag_row(stream, tag, host)))
+            # A deletion, or a change of a tag deleted since: only its name is left.
+            obj = {
+                "kind": "ImageStreamTag",
+                "apiVersion": image_v1.API_VERSION,
+                "metadata": {"name": c.change.name, "namespace": c.change.namespace},
+            }
+            out.append((c, obj, [c.change.name, "", ""]))
         return out
 
     return render

@@ -237,6 +237,11 @@ def stream_tag_object(stream: Stream, tag: str, image: Image | None, host: str) 
     }
     if image is not None:
         out["image"] = image_object(image, host)
+    elif item is not None:  # lists and watches: the image's name and reference, not the whole image
+        out["image"] = {
+            "metadata": {"name": item.image},
+            "dockerImageReference": f"{host}/{stream.repository}@{item.image}",
+        }
     return out
 
 

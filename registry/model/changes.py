@@ -63,20 +63,27 @@ def record(db: Database, conn: Connection, entries: Sequence[Change]) -> list[in
         conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_APPEND_LOCK})"))
         conn.execute(text("SELECT pg_notify(:channel, :key)"), {"channel": CHANNEL, "key": CHANGES_SLOT})
     now = utcnow()
-    ids = [
-        conn.execute(
-            changes.insert().returning(changes.c.id),
+    # Ids are numbered here, after the newest id and the trimmed mark, never by the table's
+    # autoincrement: SQLite would reuse ids once a trim emptied the table, and resourceVersions
+    # must only ever grow. Appends are serialized (PostgreSQL: the lock above; SQLite: one
+    # writer at a time), so the next id is free.
+    first = latest(conn) + 1
+    ids = list(range(first, first + len(unique)))
+    conn.execute(
+        changes.insert(),
+        [
             {
+                "id": change_id,
                 "at": now,
                 "resource": c.resource,
                 "namespace": c.namespace,
                 "name": c.name,
                 "type": c.type,
                 "object": c.object,
-            },
-        ).scalar_one()
-        for c in unique.values()
-    ]
+            }
+            for change_id, c in zip(ids, unique.values(), strict=True)
+        ],
+    )
     conn.info[CHANGES_MARK] = True
     by_key = dict(zip(unique, ids, strict=True))
     return [by_key[(e.resource, e.namespace, e.name)] for e in entries]
@@ -103,6 +110,24 @@ def since(conn: Connection, after: int, resources: Sequence[str], limit: int = 5
         if r.resource in resources
     ]
     return found, reached
+
+
+def deleted_after(conn: Connection, resource: str, namespace: str | None, name: str, after: int) -> dict | None:
+    """The last state of an object that was deleted after change `after` (its DELETED
+    change's object): what a watch replaying older changes of it shows."""
+    row = conn.execute(
+        select(changes.c.object)
+        .where(
+            changes.c.id > after,
+            changes.c.resource == resource,
+            changes.c.namespace == namespace if namespace is not None else changes.c.namespace.is_(None),
+            changes.c.name == name,
+            changes.c.type == DELETED,
+        )
+        .order_by(changes.c.id)
+        .limit(1)
+    ).first()
+    return row.object if row is not None else None
 
 
 def expired(conn: Connection, resource_version: int) -> bool:

@@ -42,7 +42,8 @@ async def drop_database(url: str) -> None:
 
 
 async def truncate_tables(url: str) -> None:
-    """Empty every table of a database but alembic_version (the schema stays migrated)."""
+    """Empty every table of a database but alembic_version (the schema stays migrated), then
+    put back the rows the migrations seed, so the database is as a fresh one."""
     import asyncpg
 
     conn = await asyncpg.connect(url)
@@ -55,5 +56,7 @@ async def truncate_tables(url: str) -> None:
         ]
         if tables:
             await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+        if "change_log" in tables:
+            await conn.execute("INSERT INTO change_log (id, trimmed_through) VALUES (1, 1)")  # as migration 0006
     finally:
         await conn.close()
