@@ -183,5 +183,10 @@ class PatchNotApplicable(RegistryError):
     code, status, default_message = "INVALID", 422, "the patch cannot be applied"
 
 
+class RequestTooLarge(RegistryError):
+    code, status, default_message = "SIZE_INVALID", 413, "the request body is too large"
+    reason = "RequestEntityTooLarge"
+
+
 class UnsupportedMediaType(RegistryError):
     code, status, default_message = "UNSUPPORTED", 415, "unsupported media type"

@@ -47,8 +47,12 @@ STATUS_REASONS = {
 _API_PATH_RE = re.compile(r"^/apis/([^/]+)/[^/]+(?:/namespaces/[^/]+)?/([^/]+)(?:/(.+?))?/?$")
 
 
+_API_ROOTS = ("/api", "/apis", "/version", "/openapi")
+
+
 def is_api_path(path: str) -> bool:
-    return path == "/apis" or path.startswith("/apis/")
+    """Whether `path` belongs to the Kubernetes-style API (errors there are a `Status`)."""
+    return any(path == root or path.startswith(root + "/") for root in _API_ROOTS)
 
 
 def _body_response(body: bytes, status: int, headers: dict[str, str], head: bool) -> Response:
@@ -69,7 +73,9 @@ def status_object(error: RegistryError, path: str) -> dict[str, Any]:
     """A Kubernetes `Status` (kind Status, apiVersion v1) describing `error` on `path`."""
     message = error.message
     details: dict[str, Any] = {}
-    if isinstance(error, ResourceError):
+    if error.status == 401:
+        message = "Unauthorized"  # as the API server says it; kubectl shows it as "(Unauthorized)"
+    elif isinstance(error, ResourceError):
         details = dict(error.details)
     elif error.status == 403:
         # As the API server says it: `<resource>.<group> "<name>" is forbidden: <why>`.

@@ -23,7 +23,7 @@ from auth.access import API_SCOPE, ApiAccess, Check, Needed
 from registry.api import kubeapi, objects
 from registry.api.routing import AccessRule, RouteSpec, access_controller, no_access, registry
 from registry.errors import ResourceNotFound
-from registry.kube import image_v1, meta
+from registry.kube import image_v1
 from registry.kube.image_v1 import IMAGE_STREAMS
 from registry.kube.patches import apply_patch
 from registry.model import changes, streams
@@ -159,9 +159,12 @@ async def get_stream(request: Request) -> Response:
     namespace, name = _name(request)
     stream = await streams.get_stream(registry(request), namespace, name)
     host = kubeapi.registry_host(request)
+    obj = objects.stream_object(stream, host)
     if kubeapi.wants_table(request):
-        return kubeapi.respond(request, kubeapi.table(IMAGE_STREAMS, [(objects.stream_row(stream, host), {})], None))
-    return kubeapi.respond(request, objects.stream_object(stream, host))
+        include = kubeapi.list_options(request).include
+        out = kubeapi.table(IMAGE_STREAMS, [(objects.stream_row(stream, host), obj)], None, include)
+        return kubeapi.respond(request, out)
+    return kubeapi.respond(request, obj)
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -174,11 +177,8 @@ async def create_stream(request: Request) -> Response:
     if not isinstance(name, str) or not name:
         raise _missing_name()
     edit = objects.parse_stream(obj, namespace, name)
-    if kubeapi.dry_run(request):
-        await streams.resolve_sources(registry(request), namespace, name, edit.spec_tags, may_read(request))
-        return kubeapi.respond(request, obj, 201, warnings)
-    actor = request.state.identity.name
-    stream = await streams.create_stream(registry(request), namespace, name, edit, may_read(request), actor)
+    actor, dry = request.state.identity.name, kubeapi.dry_run(request)
+    stream = await streams.create_stream(registry(request), namespace, name, edit, may_read(request), actor, dry)
     return kubeapi.respond(request, objects.stream_object(stream, kubeapi.registry_host(request)), 201, warnings)
 
 
@@ -193,10 +193,10 @@ async def replace_stream(request: Request) -> Response:
     obj, warnings = await kubeapi.read_object(request, IMAGE_STREAMS, COMPONENTS, name)
     edit = objects.parse_stream(obj, namespace, name)
     expected = kubeapi.expected_version(obj)
-    if kubeapi.dry_run(request):
-        return kubeapi.respond(request, obj, 200, warnings)
-    actor = request.state.identity.name
-    stream = await streams.update_stream(registry(request), namespace, name, edit, expected, may_read(request), actor)
+    actor, dry = request.state.identity.name, kubeapi.dry_run(request)
+    stream = await streams.update_stream(
+        registry(request), namespace, name, edit, expected, may_read(request), actor, dry
+    )
     return kubeapi.respond(request, objects.stream_object(stream, kubeapi.registry_host(request)), 200, warnings)
 
 
@@ -218,39 +218,25 @@ async def patch_stream(request: Request) -> Response:
     current = await streams.get_stream(reg, namespace, name)
     first = patched(current)
     edit_now = objects.parse_stream(first, namespace, name)
-    if kubeapi.dry_run(request):
-        return kubeapi.respond(request, first, 200, warnings)
+    dry = kubeapi.dry_run(request)
     # A patch that names another resourceVersion than the current one is a precondition (409);
     # otherwise it is applied to the latest version, again if the stream changes meanwhile.
     named = kubeapi.expected_version(first)
     actor = request.state.identity.name
     if named is not None and named != current.resource_version:
-        stream = await streams.update_stream(reg, namespace, name, edit_now, named, may_read(request), actor)
+        stream = await streams.update_stream(reg, namespace, name, edit_now, named, may_read(request), actor, dry)
     else:
-        stream = await streams.update_stream(reg, namespace, name, edit, None, may_read(request), actor)
+        stream = await streams.update_stream(reg, namespace, name, edit, None, may_read(request), actor, dry)
     return kubeapi.respond(request, objects.stream_object(stream, host), 200, warnings)
 
 
 async def delete_stream(request: Request) -> Response:
     namespace, name = _name(request)
-    expected = await _delete_precondition(request)
-    if kubeapi.dry_run(request):
-        stream = await streams.get_stream(registry(request), namespace, name)
-    else:
-        stream = await streams.delete_stream(registry(request), namespace, name, expected)
+    options = await kubeapi.delete_options(request, IMAGE_STREAMS, name)
+    stream = await streams.delete_stream(
+        registry(request), namespace, name, options.resource_version, options.uid, options.dry_run
+    )
     return kubeapi.respond(request, deleted_status(name, streams.GROUP, "imagestreams", stream.uid))
-
-
-async def _delete_precondition(request: Request) -> int | None:
-    """DeleteOptions.preconditions.resourceVersion, when the client sent a body."""
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    options = kubeapi.parse_document(raw, request.headers.get("content-type") or "application/json")
-    if not isinstance(options, dict):
-        return None
-    preconditions = options.get("preconditions") or {}
-    return meta.parse_resource_version(preconditions.get("resourceVersion"), "preconditions.resourceVersion")
 
 
 def deleted_status(name: str, group: str, kind: str, uid: str) -> dict[str, Any]:

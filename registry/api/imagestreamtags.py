@@ -30,7 +30,7 @@ from registry.api.imagestreams import (
     visible_namespaces,
 )
 from registry.api.routing import RouteSpec, no_access, registry
-from registry.errors import ResourceNotFound
+from registry.errors import ResourceConflict, ResourceNotFound
 from registry.kube import image_v1
 from registry.kube.image_v1 import IMAGE_STREAM_TAGS, IMAGES
 from registry.kube.patches import apply_patch
@@ -130,11 +130,13 @@ async def get_tag(request: Request) -> Response:
     if stream.status_tag(tag) is None and stream.spec_tag(tag) is None:
         raise ResourceNotFound(streams.STREAM_TAGS, streams.GROUP, f"{stream_name}:{tag}")
     host = kubeapi.registry_host(request)
+    image = await _tag_image(request, stream, tag)
+    obj = objects.stream_tag_object(stream, tag, image, host)
     if kubeapi.wants_table(request):
         row = objects.stream_tag_row(stream, tag, host)
-        return kubeapi.respond(request, kubeapi.table(IMAGE_STREAM_TAGS, [(row, {})], None))
-    image = await _tag_image(request, stream, tag)
-    return kubeapi.respond(request, objects.stream_tag_object(stream, tag, image, host))
+        include = kubeapi.list_options(request).include
+        return kubeapi.respond(request, kubeapi.table(IMAGE_STREAM_TAGS, [(row, obj)], None, include))
+    return kubeapi.respond(request, obj)
 
 
 def _parse_tag(obj: dict[str, Any], namespace: str, name: str, tag: str) -> TagReference:
@@ -177,13 +179,10 @@ async def _write_tag(request: Request, create: bool) -> Response:
         problems.add("metadata.name", "must be STREAM:TAG with a valid stream name and tag")
         raise problems.invalid("ImageStreamTag", streams.STREAM_TAGS, name)
     ref = _parse_tag(obj, namespace, name, tag)
-    if kubeapi.dry_run(request):
-        await streams.resolve_sources(registry(request), namespace, stream_name, [ref], may_read(request))
-        return kubeapi.respond(request, obj, 201 if create else 200, warnings)
     expected = None if create else kubeapi.expected_version(obj)
     stream = await streams.set_tag(
         registry(request), namespace, stream_name, ref, may_read(request), request.state.identity.name,
-        expected, create_only=create,
+        expected, create_only=create, dry_run=kubeapi.dry_run(request),
     )  # fmt: skip
     image = await _tag_image(request, stream, tag)
     out = objects.stream_tag_object(stream, tag, image, kubeapi.registry_host(request))
@@ -212,13 +211,12 @@ async def patch_tag(request: Request) -> Response:
     patched = apply_patch(current, await kubeapi.raw_body(request), request.headers.get("content-type"))
     warnings = kubeapi.validate_fields(request, patched, IMAGE_STREAM_TAGS, COMPONENTS, f"{stream_name}:{tag}")
     ref = _parse_tag(patched, namespace, f"{stream_name}:{tag}", tag)
-    if kubeapi.dry_run(request):
-        return kubeapi.respond(request, patched, 200, warnings)
     named = kubeapi.expected_version(patched)
     expected = named if named is not None and named != stream.resource_version else None
     stream = await streams.set_tag(
-        reg, namespace, stream_name, ref, may_read(request), request.state.identity.name, expected
-    )
+        reg, namespace, stream_name, ref, may_read(request), request.state.identity.name, expected,
+        dry_run=kubeapi.dry_run(request),
+    )  # fmt: skip
     image = await _tag_image(request, stream, tag)
     return kubeapi.respond(request, objects.stream_tag_object(stream, tag, image, host), 200, warnings)
 
@@ -226,12 +224,9 @@ async def patch_tag(request: Request) -> Response:
 async def delete_tag(request: Request) -> Response:
     namespace, stream_name, tag = _tag_name(request)
     reg = registry(request)
+    options = await kubeapi.delete_options(request, IMAGE_STREAM_TAGS, f"{stream_name}:{tag}")
     stream = await streams.get_stream(reg, namespace, stream_name)
-    if kubeapi.dry_run(request):
-        if stream.status_tag(tag) is None and stream.spec_tag(tag) is None:
-            raise ResourceNotFound(streams.STREAM_TAGS, streams.GROUP, f"{stream_name}:{tag}")
-    else:
-        await streams.delete_tag(reg, namespace, stream_name, tag)
+    await streams.delete_tag(reg, namespace, stream_name, tag, options.resource_version, options.uid, options.dry_run)
     return kubeapi.respond(
         request, deleted_status(f"{stream_name}:{tag}", streams.GROUP, "imagestreamtags", stream.uid)
     )
@@ -303,7 +298,17 @@ async def get_image(request: Request) -> Response:
 
 async def delete_image(request: Request) -> Response:
     digest = request.path_params["digest"]
-    image = await images.delete_image(registry(request), digest)
+    options = await kubeapi.delete_options(request, IMAGES, digest)
+    uid = objects.image_uid(digest)
+    if options.uid is not None and options.uid != uid:
+        raise ResourceConflict(
+            f'Operation cannot be fulfilled on images.{streams.GROUP} "{digest}": precondition failed: '
+            f"UID in precondition: {options.uid}, UID in object meta: {uid}",
+            kind="images",
+            group=streams.GROUP,
+            name=digest,
+        )
+    image = await images.delete_image(registry(request), digest, options.dry_run)
     return kubeapi.respond(request, deleted_status(digest, streams.GROUP, "images", objects.image_uid(image.digest)))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from registry.api.routing import registry
-from registry.errors import RequestInvalid, ResourceExpired, ResourceInvalid, UnsupportedMediaType
+from registry.errors import RequestInvalid, RequestTooLarge, ResourceExpired, ResourceInvalid, UnsupportedMediaType
 from registry.kube import meta
 from registry.kube import protobuf as protobuf_wire
 from registry.kube.resources import ResourceDef
@@ -27,6 +28,10 @@ from registry.model import changes
 from registry.model.changes import LoggedChange
 
 MAX_BODY = 3 << 20  # an object; Kubernetes takes 3 MiB
+# YAML aliases can make a small body expand exponentially; a document may hold this many
+# nodes once expanded (an image stream with thousands of tags holds far fewer).
+MAX_YAML_NODES = 250_000
+_SECONDS_RE = re.compile(r"[0-9]{1,6}")
 TABLE_TYPE = "as=table"
 BOOKMARK_SECONDS = 10.0  # a quiet watch with bookmarks allowed gets one this often
 DEFAULT_WATCH_SECONDS = 1800.0
@@ -45,11 +50,15 @@ def registry_host(request: Request) -> str:
 
 
 async def raw_body(request: Request) -> bytes:
+    too_large = RequestTooLarge(f"the request body is larger than {MAX_BODY} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise RequestInvalid(f"the request body is larger than {MAX_BODY} bytes")
+            raise too_large
     if not body.strip():
         raise RequestInvalid("the request body is empty")
     return body
@@ -64,7 +73,7 @@ def parse_document(raw: bytes, content_type: str | None, protobuf: protobuf_wire
             raise RequestInvalid(f"the request body is not a valid protobuf object: {e}") from None
     if kind.endswith("yaml"):
         try:
-            return yaml.safe_load(raw)
+            return _load_yaml(raw)
         except (yaml.YAMLError, ValueError, RecursionError) as e:
             raise RequestInvalid(f"the request body is not valid YAML: {str(e)[:300]}") from None
     if kind and not kind.endswith("json"):
@@ -75,23 +84,55 @@ def parse_document(raw: bytes, content_type: str | None, protobuf: protobuf_wire
         raise RequestInvalid("the request body is not valid JSON") from None
 
 
+def _load_yaml(raw: bytes) -> Any:
+    """One YAML document (safe types only), refused before it is built when its aliases
+    would expand it past MAX_YAML_NODES."""
+    loader = yaml.SafeLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ValueError(f"the document expands to more than {MAX_YAML_NODES} nodes (through its aliases)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes `node` stands for once its aliases are expanded; an aliased node is
+    measured once (`sizes`), so this is linear in the document, not in its expansion."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
+
+
 def validate_fields(
     request: Request, obj: Any, rd: ResourceDef, components: dict[str, Schema], name: str = ""
 ) -> list[str]:
-    """fieldValidation=Strict (the default here): unknown fields and wrong types are a 422
-    Invalid with a cause naming each path; Warn: they are returned as warnings; Ignore:
-    nothing is checked. A body that is no object at all is always Invalid."""
+    """Wrong types are always a 422 Invalid with a cause naming each path. Unknown fields
+    are too under fieldValidation=Strict (the default here); Warn returns them as warnings;
+    Ignore drops them silently (the stored object keeps only what the schema knows)."""
     mode = (request.query_params.get("fieldValidation") or "Strict").lower()
     if mode not in ("strict", "warn", "ignore"):
         raise RequestInvalid(f'invalid fieldValidation "{mode[:20]}": use Strict, Warn or Ignore')
     if not isinstance(obj, dict):
         raise _invalid(rd, name, [("", f"the body must be a {rd.kind} object")])
-    if mode == "ignore":
-        return []
     problems = check(obj, components[rd.schema], {**meta.COMPONENTS, **components})
-    if problems and mode == "strict":
-        raise _invalid(rd, name or str((obj.get("metadata") or {}).get("name") or "")[:253], problems)
-    return [f'unknown field "{path}"' if m == "unknown field" else f"{path}: {m}" for path, m in problems]
+    unknown = [(path, m) for path, m in problems if m == "unknown field"]
+    refused = problems if mode == "strict" else [p for p in problems if p[1] != "unknown field"]
+    if refused:
+        metadata = obj.get("metadata")
+        shown = name or (str(metadata.get("name") or "")[:253] if isinstance(metadata, dict) else "")
+        raise _invalid(rd, shown, refused)
+    return [f'unknown field "{path}"' for path, _ in unknown] if mode == "warn" else []
 
 
 def _invalid(rd: ResourceDef, name: str, problems: list[tuple[str, str]]) -> ResourceInvalid:
@@ -123,6 +164,41 @@ def dry_run(request: Request) -> bool:
     return bool(values)
 
 
+@dataclass(frozen=True)
+class DeleteOptions:
+    resource_version: int | None  # preconditions.resourceVersion
+    uid: str | None  # preconditions.uid
+    dry_run: bool
+
+
+async def delete_options(request: Request, rd: ResourceDef, name: str) -> DeleteOptions:
+    """A DELETE's options: the query's dryRun and, when the client sent a body (kubectl
+    does), the DeleteOptions in it, checked like any object (wrong types are Invalid)."""
+    dry = dry_run(request)
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise RequestTooLarge(f"the request body is larger than {MAX_BODY} bytes")
+    if not raw.strip():
+        return DeleteOptions(None, None, dry)
+    body = parse_document(raw, request.headers.get("content-type") or "application/json")
+    schema = meta.COMPONENTS[f"{meta.META}.DeleteOptions"]
+    problems = [p for p in check(body, schema, meta.COMPONENTS) if p[1] != "unknown field"]
+    if not isinstance(body, dict) or problems:
+        causes = problems or [("", "the body must be a DeleteOptions object")]
+        raise ResourceInvalid(
+            f'{rd.kind}.{rd.group} "{name}" is invalid: ' + ", ".join(f"{f}: {m}" for f, m in causes),
+            kind=rd.plural,
+            group=rd.group,
+            name=name,
+            causes=[{"reason": "FieldValueTypeInvalid", "message": m, "field": f} for f, m in causes],
+        )
+    if any(v != "All" for v in body.get("dryRun") or []):
+        raise RequestInvalid('dryRun must be "All"')
+    preconditions = body.get("preconditions") or {}
+    version = meta.parse_resource_version(preconditions.get("resourceVersion"), "preconditions.resourceVersion")
+    return DeleteOptions(version, preconditions.get("uid") or None, dry or bool(body.get("dryRun")))
+
+
 def expected_version(obj: dict[str, Any]) -> int | None:
     return meta.parse_resource_version((obj.get("metadata") or {}).get("resourceVersion"), "metadata.resourceVersion")
 
@@ -139,8 +215,19 @@ def wants_yaml(request: Request) -> bool:
     return "yaml" in accept and "json" not in accept
 
 
+def warning_header(warnings: Sequence[str]) -> str:
+    """RFC 7234 warnings (code 299, as the API server sends them): quoted-strings, so quotes
+    and backslashes escaped; non-ASCII would not survive a header and is replaced."""
+
+    def quoted(text: str) -> str:
+        text = text.encode("ascii", "replace").decode().replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + "".join(c if c.isprintable() else " " for c in text) + '"'
+
+    return ", ".join(f"299 - {quoted(w)}" for w in warnings)
+
+
 def respond(request: Request, obj: Any, status: int = 200, warnings: Sequence[str] = ()) -> Response:
-    headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+    headers = {"Warning": warning_header(warnings)} if warnings else None
     if wants_yaml(request):
         body = yaml.safe_dump(obj, sort_keys=False).encode()
         return Response(body, status_code=status, media_type="application/yaml", headers=headers)
@@ -198,7 +285,7 @@ def list_options(request: Request) -> ListOptions:
     if q.get("continue"):
         continue_version, start_after = meta.parse_continue(q["continue"])
     timeout = q.get("timeoutSeconds")
-    if timeout is not None and (not timeout.isdigit() or len(timeout) > 6):
+    if timeout is not None and not _SECONDS_RE.fullmatch(timeout):
         raise RequestInvalid(f'invalid timeoutSeconds "{timeout[:20]}"')
     include = q.get("includeObject") or "Metadata"
     if include not in ("None", "Metadata", "Object"):

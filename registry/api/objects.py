@@ -9,7 +9,7 @@ from typing import Any
 
 from registry.errors import ResourceInvalid
 from registry.kube import image_v1
-from registry.kube.meta import timestamp
+from registry.kube.meta import MAX_ANNOTATIONS_BYTES, label_value_problem, qualified_name_problem, timestamp
 from registry.model.images import Image, ImageSummary
 from registry.model.streams import (
     FROM_KINDS,
@@ -279,15 +279,20 @@ class Problems:
         return ResourceInvalid(message, kind=resource, group=image_v1.GROUP, name=name, causes=causes)
 
 
-def _string_map(value: Any, field: str, problems: Problems) -> dict[str, str]:
+def _string_map(value: Any, field: str, problems: Problems, labels: bool = False) -> dict[str, str]:
+    """Labels or annotations: qualified-name keys; label values are short names too, and
+    annotations may hold at most 256 KiB."""
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         problems.add(field, "must be a map of strings")
         return {}
-    for key in value:
-        if len(key) > 316 or not key:
-            problems.add(f"{field}.{key}", "invalid key")
+    for key, item in value.items():
+        problem = qualified_name_problem(key) or (label_value_problem(item) if labels else None)
+        if problem:
+            problems.add(f"{field}.{key[:320]}", problem)
+    if not labels and sum(len(k) + len(v) for k, v in value.items()) > MAX_ANNOTATIONS_BYTES:
+        problems.add(field, f"annotations may hold at most {MAX_ANNOTATIONS_BYTES} bytes")
     return dict(value)
 
 
@@ -351,7 +356,7 @@ def parse_stream(obj: dict[str, Any], namespace: str, name: str) -> StreamEdit:
         problems.add("kind", "must be ImageStream")
     if obj.get("apiVersion") not in (None, API_VERSION):
         problems.add("apiVersion", f"must be {API_VERSION}")
-    labels = _string_map(meta.get("labels"), "metadata.labels", problems)
+    labels = _string_map(meta.get("labels"), "metadata.labels", problems, labels=True)
     annotations = _string_map(meta.get("annotations"), "metadata.annotations", problems)
     spec = obj.get("spec") or {}
     refs: list[TagReference] = []

@@ -3,7 +3,7 @@ exists while it holds image streams (as OpenShift's projects hold them)."""
 
 from __future__ import annotations
 
-from registry.kube.meta import META
+from registry.kube.meta import META, list_schema
 from registry.kube.resources import Column, ResourceDef
 from registry.kube.schema import Schema, array, obj, ref, string
 
@@ -20,7 +20,10 @@ NAMESPACE: Schema = obj(
     "A namespace of image streams.",
 )
 
-COMPONENTS: dict[str, Schema] = {f"{PREFIX}.Namespace": NAMESPACE}
+COMPONENTS: dict[str, Schema] = {
+    f"{PREFIX}.Namespace": NAMESPACE,
+    f"{PREFIX}.NamespaceList": list_schema(f"{PREFIX}.Namespace", "Namespace"),
+}
 
 NAMESPACES = ResourceDef(
     "",

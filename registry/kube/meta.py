@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from registry.errors import RequestInvalid
-from registry.kube.schema import Schema, boolean, free_form, integer, obj, string, string_map
+from registry.kube.schema import Schema, array, boolean, free_form, integer, obj, ref, string, string_map
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 
@@ -108,18 +108,64 @@ def list_object(kind: str, api_version: str, items: list[dict[str, Any]], resour
     return {"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}
 
 
+def list_schema(item: str, kind: str) -> Schema:
+    """The schema of a `<kind>List`: list metadata and items of the component `item`."""
+    return obj(
+        {
+            "kind": string("The kind of the object."),
+            "apiVersion": string("The API version of the object."),
+            "metadata": ref(f"{META}.ListMeta", "Standard list metadata."),
+            "items": array(ref(item)),
+        },
+        f"A list of {kind} objects.",
+        required=("items",),
+    )
+
+
+# -- label and annotation keys and values (as the API server validates them) ---------------------
+
+_NAME_PART_RE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+def qualified_name_problem(key: str) -> str | None:
+    """Why `key` is no qualified name (`[prefix/]name`, a DNS subdomain prefix and a name
+    of at most 63 alphanumerics, '-', '_', '.'), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(prefix)):
+        return "a qualified name's prefix must be a lowercase DNS subdomain (e.g. example.com)"
+    if not _NAME_PART_RE.fullmatch(name):
+        return (
+            "a qualified name must be at most 63 characters: alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    if value and not _NAME_PART_RE.fullmatch(value):
+        return (
+            "a label value must be empty or at most 63 characters: alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return None
+
+
 # -- resourceVersion and continue tokens --------------------------------------------------------
 
-_RV_RE = re.compile(r"\d{1,18}")
+_RV_RE = re.compile(r"[0-9]{1,18}")  # ASCII digits only (\d takes other scripts' too)
+_LIMIT_RE = re.compile(r"[0-9]{1,9}")
 
 
-def parse_resource_version(value: str | None, field: str = "resourceVersion") -> int | None:
+def parse_resource_version(value: Any, field: str = "resourceVersion") -> int | None:
     """None when absent or empty; a non-negative integer otherwise (resourceVersions are
     opaque to clients, but these come from us)."""
     if value is None or value == "":
         return None
-    if not _RV_RE.fullmatch(value):
-        raise RequestInvalid(f'invalid {field} "{value[:64]}": must be a resourceVersion the server gave')
+    if not isinstance(value, str) or not _RV_RE.fullmatch(value):
+        shown = value[:64] if isinstance(value, str) else json.dumps(value)[:64]
+        raise RequestInvalid(f'invalid {field} "{shown}": must be a resourceVersion the server gave')
     return int(value)
 
 
@@ -133,7 +179,7 @@ def parse_continue(token: str) -> tuple[int, str]:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         rv, start = data["rv"], data["start"]
-        if not isinstance(rv, int) or not isinstance(start, str) or rv < 0:
+        if type(rv) is not int or not isinstance(start, str) or rv < 0:  # bool is an int subclass
             raise ValueError
         return rv, start
     except (ValueError, KeyError, TypeError):
@@ -143,6 +189,6 @@ def parse_continue(token: str) -> tuple[int, str]:
 def parse_limit(value: str | None) -> int | None:
     if value is None or value == "" or value == "0":
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not _LIMIT_RE.fullmatch(value):
         raise RequestInvalid(f'invalid limit "{value[:32]}": must be a non-negative integer')
     return int(value)

@@ -15,11 +15,12 @@ Connection; `Database.read` and `Database.write` run it and return its result:
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -110,8 +111,12 @@ class Database:
                 raise _unavailable(e) from e
             raise
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` in a write transaction, committed when it returns."""
+    async def write(self, fn: Callable[..., T], *args: Any, rehearse: bool = False) -> T:
+        """Run `fn(conn, *args)` in a write transaction, committed when it returns. With
+        `rehearse` (a dry run) it is rolled back instead: every check and conflict happens as
+        in the real write, and `fn`'s result tells what the write would have made."""
+        if rehearse:
+            fn = functools.partial(_rehearsal, fn)
         try:
             if self.is_sqlite:
                 loop = asyncio.get_running_loop()
@@ -131,6 +136,8 @@ class Database:
                         raise
                     await asyncio.sleep(0.01 * (attempt + 1))
             raise AssertionError("unreachable")
+        except Rehearsed as done:
+            return cast(T, done.result)
         except (OperationalError, OSError) as e:
             raise _unavailable(e) from e
         except DBAPIError as e:
@@ -201,6 +208,18 @@ class Database:
         from registry.metadata.migrate import run_upgrade
 
         return await self.write(run_upgrade, self.is_sqlite)
+
+
+class Rehearsed(Exception):
+    """Raised out of a rehearsed write's transaction so that it rolls back; carries the result."""
+
+    def __init__(self, result: Any):
+        super().__init__("rehearsed")
+        self.result = result
+
+
+def _rehearsal(fn: Callable[..., Any], conn: Connection, *args: Any) -> Any:
+    raise Rehearsed(fn(conn, *args))
 
 
 def _in_transaction(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

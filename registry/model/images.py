@@ -289,9 +289,10 @@ def _timestamp(value: Any) -> str | None:
     return timestamp(parsed)
 
 
-async def delete_image(reg: Registry, digest: str) -> Image:
+async def delete_image(reg: Registry, digest: str, dry_run: bool = False) -> Image:
     """Delete an image everywhere (its manifest in every repository); its blobs are left to
-    the pruner. Refused (409) while a tag, a tag's history or an index refers to it."""
+    the pruner. Refused (409) while a tag, a tag's history or an index refers to it. A dry
+    run checks all of that and keeps everything."""
     from sqlalchemy import delete as sql_delete
 
     from registry.errors import ResourceConflict
@@ -328,6 +329,8 @@ async def delete_image(reg: Registry, digest: str) -> Image:
         changes.record(reg.db, conn, [Change(IMAGES, None, digest, DELETED, {"name": digest})])
         return repos
 
-    for repo in await reg.db.write(run):
-        await reg.cache.changed(repo)
+    repos = await reg.db.write(run, rehearse=dry_run)
+    if not dry_run:
+        for repo in repos:
+            await reg.cache.changed(repo)
     return image

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, select, update
 
@@ -377,6 +377,28 @@ def _parse_from(ref: TagReference, namespace: str, stream: str) -> tuple[str, st
     return source_ns, other or stream, digest
 
 
+def find_cycle(refs: Sequence[TagReference], namespace: str, stream: str) -> tuple[int, str] | None:
+    """The first spec tag (its index) that points, through tags of the same stream, into a
+    cycle, and a message naming it; None when there is none. `refs` is a whole spec."""
+    links: dict[str, str] = {}
+    for ref in refs:
+        if ref.from_kind == "ImageStreamTag":
+            where = _parse_from(ref, namespace, stream)
+            if not isinstance(where, str) and where[:2] == (namespace, stream):
+                links[ref.name] = where[2]
+    for i, ref in enumerate(refs):
+        path = [ref.name]
+        target = links.get(ref.name)
+        while target is not None:
+            if target in path:
+                if path == [target]:
+                    return i, "a tag cannot point at itself"
+                return i, "tags refer to each other in a cycle: " + " -> ".join([*path, target])
+            path.append(target)
+            target = links.get(target)
+    return None
+
+
 def _locate(conn: Connection, repo: str, reference: str) -> str | None:
     """The digest a tag of `repo` points at, or `reference` itself if it is a digest there."""
     if is_digest(reference):
@@ -417,29 +439,19 @@ async def resolve_sources(
     if problems:
         raise _invalid(namespace, stream, problems)
 
+    found = find_cycle(refs, namespace, stream)
+    if found is not None:
+        raise _invalid(namespace, stream, [(f"spec.tags[{found[0]}].from", found[1])])
+
     sources: list[Source] = []
     index = {r.name: i for i, r in enumerate(refs)}
     for tag, (source_ns, source_stream, reference) in parsed.items():
-        # Follow tags of this stream that are themselves spec tags being set now.
-        seen = [tag]
-        while (
-            source_ns == namespace
-            and source_stream == stream
-            and not is_digest(reference)
-            and reference in parsed
-            and reference != tag
-        ):
-            if reference in seen:
-                cycle = " -> ".join([*seen, reference])
-                raise _invalid(
-                    namespace,
-                    stream,
-                    [(f"spec.tags[{index[tag]}].from", f"tags refer to each other in a cycle: {cycle}")],
-                )
-            seen.append(reference)
+        # Follow tags of this stream that are themselves spec tags being set now (no cycles:
+        # refused above).
+        seen = {tag}
+        while source_ns == namespace and source_stream == stream and reference in parsed and reference not in seen:
+            seen.add(reference)
             source_ns, source_stream, reference = parsed[reference]
-        if source_ns == namespace and source_stream == stream and reference == tag and not is_digest(reference):
-            raise _invalid(namespace, stream, [(f"spec.tags[{index[tag]}].from", "a tag cannot point at itself")])
         source_repo = f"{source_ns}/{source_stream}"
         if source_repo != repo and may_read is not None and not await may_read(source_repo):
             problems.append((f"spec.tags[{index[tag]}].from", f"no permission to pull from {source_repo}"))
@@ -674,7 +686,10 @@ async def create_stream(
     edit: StreamEdit,
     may_read: MayRead | None = None,
     actor: str | None = None,
+    dry_run: bool = False,
 ) -> Stream:
+    """Create the stream; with `dry_run`, every check runs and nothing is kept: the answer is
+    the stream as it would have been created."""
     if not valid_stream_name(namespace, name):
         raise _invalid(
             namespace, name, [("metadata.name", "must be a repository name: lowercase letters, digits, separators")]
@@ -682,7 +697,7 @@ async def create_stream(
     sources = await resolve_sources(reg, namespace, name, edit.spec_tags, may_read)
     repo = f"{namespace}/{name}"
 
-    def run(conn: Connection) -> None:
+    def run(conn: Connection) -> Stream:
         existing = conn.execute(
             select(repositories.c.id).where(repositories.c.name == repo, repositories.c.deleted_at.is_(None))
         ).first()
@@ -701,10 +716,20 @@ async def create_stream(
         )
         recorded = _apply_sources(reg.db, conn, repo, repo_id, sources, 1, actor)
         record_and_stamp(reg.db, conn, repo_id, [stream_added(repo), *recorded])
+        return _one(conn, namespace, name)
 
-    await reg.db.write(run)
-    await reg.cache.changed(repo)
-    return await get_stream(reg, namespace, name)
+    return await _written(reg, repo, run, dry_run)
+
+
+T = TypeVar("T")
+
+
+async def _written(reg: Registry, repo: str, run: Callable[[Connection], T], dry_run: bool) -> T:
+    """Run a write (rolled back when `dry_run`); after a real one, caches forget `repo`."""
+    result = await reg.db.write(run, rehearse=dry_run)
+    if not dry_run:
+        await reg.cache.changed(repo)
+    return result
 
 
 async def update_stream(
@@ -715,6 +740,7 @@ async def update_stream(
     expected_version: int | None,
     may_read: MayRead | None = None,
     actor: str | None = None,
+    dry_run: bool = False,
 ) -> Stream:
     """Replace the stream's labels, annotations and spec (PUT), or apply `edit(current)` to
     it (a PATCH). With `expected_version` the update holds only if the stream is still at
@@ -725,7 +751,7 @@ async def update_stream(
         current = await get_stream(reg, namespace, name)
         wanted = edit(current) if callable(edit) else edit
         try:
-            return await _update_once(reg, current, wanted, expected_version, may_read, actor)
+            return await _update_once(reg, current, wanted, expected_version, may_read, actor, dry_run)
         except ResourceConflict:
             if expected_version is not None:
                 raise
@@ -744,16 +770,20 @@ async def _update_once(
     expected_version: int | None,
     may_read: MayRead | None,
     actor: str | None,
+    dry_run: bool,
 ) -> Stream:
     namespace, name, repo = current.namespace, current.name, current.repository
     _check_version(current.resource_version, expected_version, name)
+    cycle = find_cycle(edit.spec_tags, namespace, name)
+    if cycle is not None:
+        raise _invalid(namespace, name, [(f"spec.tags[{cycle[0]}].from", cycle[1])])
     before = {t.name: t for t in current.spec_tags}
     changed_refs = [
         t for t in edit.spec_tags if t.name not in before or not before[t.name].same_intent(t) or t.generation == 0
     ]
     sources = await resolve_sources(reg, namespace, name, changed_refs, may_read)
 
-    def run(conn: Connection) -> None:
+    def run(conn: Connection) -> Stream:
         row = conn.execute(
             select(
                 repositories.c.id,
@@ -779,7 +809,7 @@ async def _update_once(
         spec_tags = _new_spec_tags(old_tags, edit.spec_tags, generation)
         meta_differs = (row.labels or {}) != dict(edit.labels) or (row.annotations or {}) != dict(edit.annotations)
         if not spec_differs and not meta_differs:
-            return
+            return _one(conn, namespace, name)
         conn.execute(
             update(repositories)
             .where(repositories.c.id == row.id)
@@ -792,25 +822,44 @@ async def _update_once(
         )
         recorded = _apply_sources(reg.db, conn, repo, row.id, sources, generation, actor)
         record_and_stamp(reg.db, conn, row.id, [stream_changed(repo), *recorded])
+        return _one(conn, namespace, name)
 
-    await reg.db.write(run)
-    await reg.cache.changed(repo)
-    return await get_stream(reg, namespace, name)
+    return await _written(reg, repo, run, dry_run)
 
 
-async def delete_stream(reg: Registry, namespace: str, name: str, expected_version: int | None = None) -> Stream:
+async def delete_stream(
+    reg: Registry,
+    namespace: str,
+    name: str,
+    expected_version: int | None = None,
+    expected_uid: str | None = None,
+    dry_run: bool = False,
+) -> Stream:
     """Delete the stream: its tags, history and spec go; its manifests and blobs stay until the
-    pruner finds nothing references them (pulls by digest work until then)."""
+    pruner finds nothing references them (pulls by digest work until then). The preconditions
+    (a resourceVersion, a uid: this very object, not one recreated under its name) hold or
+    it is a 409 Conflict."""
     repo = f"{namespace}/{name}"
     current = await get_stream(reg, namespace, name)
     _check_version(current.resource_version, expected_version, name)
+    if expected_uid is not None and expected_uid != current.uid:
+        raise ResourceConflict(
+            f'Operation cannot be fulfilled on imagestreams.{GROUP} "{name}": precondition failed: '
+            f"UID in precondition: {expected_uid}, UID in object meta: {current.uid}",
+            kind=STREAMS,
+            group=GROUP,
+            name=name,
+        )
 
-    def run(conn: Connection) -> None:
+    def run(conn: Connection) -> Stream:
         row = conn.execute(
-            select(repositories.c.id).where(repositories.c.name == repo, repositories.c.deleted_at.is_(None))
+            select(repositories.c.id, repositories.c.resource_version).where(
+                repositories.c.name == repo, repositories.c.deleted_at.is_(None)
+            )
         ).first()
         if row is None:
             raise ResourceNotFound(STREAMS, GROUP, name)
+        _check_version(row.resource_version, current.resource_version, name)  # not changed since
         tag_names = list(conn.execute(select(tags.c.name).where(tags.c.repository_id == row.id)).scalars())
         conn.execute(delete(tags).where(tags.c.repository_id == row.id))
         conn.execute(delete(tag_events).where(tag_events.c.repository_id == row.id))
@@ -820,10 +869,9 @@ async def delete_stream(reg: Registry, namespace: str, name: str, expected_versi
         ]
         entries.append(Change(STREAMS, namespace, name, DELETED, snapshot(current)))
         record_and_stamp(reg.db, conn, row.id, entries)
+        return current
 
-    await reg.db.write(run)
-    await reg.cache.changed(repo)
-    return current
+    return await _written(reg, repo, run, dry_run)
 
 
 def snapshot(stream: Stream) -> dict[str, Any]:
@@ -862,6 +910,7 @@ async def set_tag(
     actor: str | None = None,
     expected_version: int | None = None,
     create_only: bool = False,
+    dry_run: bool = False,
 ) -> Stream:
     """Set one spec tag (an ImageStreamTag create or update, `okura tag`), creating the stream
     if needed. A tag pointing at an image or another tag moves at once (history item)."""
@@ -870,7 +919,7 @@ async def set_tag(
     repo = f"{namespace}/{stream}"
     sources = await resolve_sources(reg, namespace, stream, [ref], may_read)
 
-    def run(conn: Connection) -> None:
+    def run(conn: Connection) -> Stream:
         row = conn.execute(
             select(repositories.c.id, repositories.c.resource_version, repositories.c.deleted_at).where(
                 repositories.c.name == repo
@@ -888,10 +937,13 @@ async def set_tag(
         if create_only and present:
             raise ResourceAlreadyExists(STREAM_TAGS, GROUP, f"{stream}:{ref.name}")
         prior = next((t for t in spec_tags if t.name == ref.name), None)
+        kept = [t for t in spec_tags if t.name != ref.name]
+        cycle = find_cycle([ref, *kept], namespace, stream)
+        if cycle is not None and cycle[0] == 0:
+            raise _invalid(namespace, stream, [("tag.from", cycle[1])])
         entries: list[Change | None] = [stream_added(repo)] if created else []
         if prior is None or not prior.same_intent(ref) or ref.generation == 0:
             generation += 1
-            kept = [t for t in spec_tags if t.name != ref.name]
             spec = conn.execute(select(repositories.c.spec).where(repositories.c.id == repo_id)).scalar() or {}
             conn.execute(
                 update(repositories)
@@ -905,26 +957,38 @@ async def set_tag(
             entries.append(tag_changed(repo, ref.name, ADDED if not present else MODIFIED))
         entries += _apply_sources(reg.db, conn, repo, repo_id, sources, generation, actor)
         record_and_stamp(reg.db, conn, repo_id, entries)
+        return _one(conn, namespace, stream)
 
-    await reg.db.write(run)
-    await reg.cache.changed(repo)
-    return await get_stream(reg, namespace, stream)
+    return await _written(reg, repo, run, dry_run)
 
 
-async def delete_tag(reg: Registry, namespace: str, stream: str, tag: str) -> None:
+async def delete_tag(
+    reg: Registry,
+    namespace: str,
+    stream: str,
+    tag: str,
+    expected_version: int | None = None,
+    expected_uid: str | None = None,
+    dry_run: bool = False,
+) -> None:
     """Delete a tag: the spec tag, the registry tag and its history (the images stay for the
-    pruner). NotFound when the stream has neither."""
+    pruner). NotFound when the stream has neither; 409 when the stream is no longer at
+    `expected_version` or is not the object `expected_uid` names."""
     repo = f"{namespace}/{stream}"
     name = f"{stream}:{tag}"
 
     def run(conn: Connection) -> None:
         row = conn.execute(
-            select(repositories.c.id, repositories.c.spec).where(
+            select(repositories.c.id, repositories.c.spec, repositories.c.resource_version, repositories.c.uid).where(
                 repositories.c.name == repo, repositories.c.deleted_at.is_(None)
             )
         ).first()
         if row is None:
             raise ResourceNotFound(STREAM_TAGS, GROUP, name)
+        if (expected_version is not None and row.resource_version != expected_version) or (
+            expected_uid is not None and row.uid != expected_uid
+        ):
+            raise _conflict(name)
         spec = row.spec or {}
         spec_tags = [TagReference.from_json(t) for t in spec.get("tags", [])]
         kept = [t for t in spec_tags if t.name != tag]
@@ -945,5 +1009,4 @@ async def delete_tag(reg: Registry, namespace: str, stream: str, tag: str) -> No
             [stream_changed(repo), tag_changed(repo, tag, DELETED, {"namespace": namespace, "name": name})],
         )
 
-    await reg.db.write(run)
-    await reg.cache.changed(repo)
+    await _written(reg, repo, run, dry_run)
