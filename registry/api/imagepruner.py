@@ -83,7 +83,7 @@ async def patch_pruner(request: Request) -> Response:
     warnings: list[str] = []
 
     def apply(obj: dict[str, Any]) -> Any:
-        patched = apply_patch(obj, raw, content_type)
+        patched = apply_patch(obj, raw, content_type, COMPONENTS[IMAGE_PRUNERS.schema], COMPONENTS)
         warnings[:] = kubeapi.validate_fields(request, patched, IMAGE_PRUNERS, COMPONENTS, resource.NAME)
         return patched
 

@@ -208,7 +208,9 @@ async def patch_stream(request: Request) -> Response:
     warnings: list[str] = []
 
     def patched(stream: Stream) -> dict[str, Any]:
-        obj = apply_patch(objects.stream_object(stream, host), body, content_type)
+        obj = apply_patch(
+            objects.stream_object(stream, host), body, content_type, COMPONENTS[IMAGE_STREAMS.schema], COMPONENTS
+        )
         warnings[:] = kubeapi.validate_fields(request, obj, IMAGE_STREAMS, COMPONENTS, name)
         return obj
 

@@ -208,7 +208,13 @@ async def patch_tag(request: Request) -> Response:
         status = stream.status_tag(tag)
         digest = status.items[0].image if status and status.items else ""
         current["tag"] = {"name": tag, "from": {"kind": "ImageStreamImage", "name": f"{stream_name}@{digest}"}}
-    patched = apply_patch(current, await kubeapi.raw_body(request), request.headers.get("content-type"))
+    patched = apply_patch(
+        current,
+        await kubeapi.raw_body(request),
+        request.headers.get("content-type"),
+        COMPONENTS[IMAGE_STREAM_TAGS.schema],
+        COMPONENTS,
+    )
     warnings = kubeapi.validate_fields(request, patched, IMAGE_STREAM_TAGS, COMPONENTS, f"{stream_name}:{tag}")
     ref = _parse_tag(patched, namespace, f"{stream_name}:{tag}", tag)
     named = kubeapi.expected_version(patched)

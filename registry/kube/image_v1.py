@@ -4,6 +4,7 @@ the schemas the OpenAPI documents publish and strict validation checks against."
 from __future__ import annotations
 
 from registry.kube.meta import META
+from registry.kube.patches import keyed_list
 from registry.kube.resources import READ_VERBS, WRITE_VERBS, Column, ResourceDef
 from registry.kube.schema import Schema, array, boolean, free_form, integer, obj, ref, string, string_map
 
@@ -88,7 +89,8 @@ IMAGE_STREAM: Schema = obj(
             {
                 "lookupPolicy": obj({"local": boolean("Resolve short names in the namespace to this stream.")}),
                 "dockerImageRepository": string("Deprecated: an external repository to import."),
-                "tags": array(ref(f"{PREFIX}.TagReference"), "The tags users manage."),
+                # Merged by name, as OpenShift declares them: `kubectl apply` keeps tags it does not manage.
+                "tags": keyed_list(array(ref(f"{PREFIX}.TagReference"), "The tags users manage."), "name"),
             },
             "The desired state: the tags and where they point.",
         ),

@@ -3,7 +3,7 @@ the OpenShift image registry operator defines them (the ImagePruner)."""
 
 from __future__ import annotations
 
-from registry.kube.meta import META
+from registry.kube.meta import META, list_schema
 from registry.kube.resources import Column, ResourceDef
 from registry.kube.schema import Schema, array, boolean, free_form, integer, obj, ref, string, string_map
 
@@ -11,6 +11,36 @@ GROUP = "imageregistry.operator.openshift.io"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PREFIX = "com.github.openshift.api.imageregistry.v1"
+
+# OpenShift's OperatorCondition.
+OPERATOR_CONDITION: Schema = obj(
+    {
+        "type": string("Available, Scheduled or Failed."),
+        "status": string("True, False or Unknown."),
+        "lastTransitionTime": string("When the status last changed.", fmt="date-time"),
+        "reason": string(),
+        "message": string(),
+    },
+    "A condition of the pruner.",
+)
+# Set by the server and ignored on writes, so anything goes there (OpenShift's example has a
+# typo in it); the fields are published for `kubectl apply` and `kubectl explain`.
+IMAGE_PRUNER_STATUS: Schema = {
+    **obj(
+        {
+            "observedGeneration": integer("The last generation of the spec the pruner acted on."),
+            "conditions": array(OPERATOR_CONDITION, "Available, Scheduled and Failed."),
+            "lastScheduleTime": string("When a run was last scheduled.", fmt="date-time"),
+            "lastSuccessfulTime": string("When a run last succeeded.", fmt="date-time"),
+            "lastMissedScheduleTime": string("When a scheduled run was last missed.", fmt="date-time"),
+            "nextScheduleTime": string("When the next run is scheduled.", fmt="date-time"),
+            "lastRun": free_form("The outcome of the most recent run."),
+            "runs": array(free_form(), "The run history, newest first."),
+        },
+        "Conditions, the schedule and the run history; set by the server.",
+    ),
+    "x-kubernetes-preserve-unknown-fields": True,
+}
 
 IMAGE_PRUNER: Schema = obj(
     {
@@ -36,22 +66,14 @@ IMAGE_PRUNER: Schema = obj(
             },
             "When and how images are pruned.",
         ),
-        "status": free_form("Conditions, the schedule and the run history; set by the server."),
+        "status": IMAGE_PRUNER_STATUS,
     },
     "The image pruner: one cluster-scoped object named cluster.",
 )
 
 COMPONENTS: dict[str, Schema] = {
     f"{PREFIX}.ImagePruner": IMAGE_PRUNER,
-    f"{PREFIX}.ImagePrunerList": obj(
-        {
-            "kind": string(),
-            "apiVersion": string(),
-            "metadata": ref(f"{META}.ListMeta"),
-            "items": array(ref(f"{PREFIX}.ImagePruner")),
-        },
-        "A list of ImagePruner objects.",
-    ),
+    f"{PREFIX}.ImagePrunerList": list_schema(f"{PREFIX}.ImagePruner", "ImagePruner"),
 }
 
 IMAGE_PRUNERS = ResourceDef(
