@@ -219,6 +219,8 @@ async def open_runtime(
         reg = Registry(config=config, db=db, storage=blob_storage, cache=cache, content=content)
         reg.waiter = ChangeWaiter(generation)
         db.after_changes = reg.waiter.committed
+        if cache.feed is not None:
+            cache.feed.on_notify = reg.waiter.notified
         stack.push_async_callback(reg.waiter.close)
 
         store = AuthStore(db)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from registry.cache import Generation
@@ -31,6 +32,9 @@ class ChangeFeed:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
+        # Told each key that arrives (None: everything), after its counter was bumped: lets
+        # waiters on this event loop wake at once instead of at their next look at the counter.
+        self.on_notify: Callable[[str | None], None] | None = None
 
     async def start(self) -> None:
         await self._connect()
@@ -54,7 +58,7 @@ class ChangeFeed:
         self._conn = conn
         self._lost.clear()
         # Whatever was cached may have changed while nobody was listening.
-        self.generation.bump(None)
+        self._bump(None)
         self.connected = True
 
     def _on_lost(self) -> None:
@@ -62,7 +66,12 @@ class ChangeFeed:
         self._lost.set()
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.generation.bump(None if payload == ALL else payload)
+        self._bump(None if payload == ALL else payload)
+
+    def _bump(self, key: str | None) -> None:
+        self.generation.bump(key)
+        if self.on_notify is not None:
+            self.on_notify(key)
 
     async def _keep_connected(self) -> None:
         delay = 0.5

@@ -155,8 +155,8 @@ async def trim(db: Database, older_than: datetime) -> int:
 
 class ChangeWaiter:
     """Wakes watchers of this process when the change log grows: at once for this process's
-    commits, and within `poll` seconds for other processes' (workers of this host bump a
-    shared counter; other replicas' commits arrive as PostgreSQL notifications that bump it).
+    commits and for other replicas' (their PostgreSQL notifications arrive through
+    `notified`), within `poll` seconds for other workers of this host (a shared counter).
 
     A watcher takes `sequence` before it reads the log and then waits for it to move, so a
     change committed between its read and its wait is never missed."""
@@ -176,6 +176,12 @@ class ChangeWaiter:
         self.generation.bump(CHANGES_SLOT)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._advance)
+
+    def notified(self, key: str | None) -> None:
+        """A change-feed notification (on this event loop): the log grew on another replica."""
+        if key is None or key == CHANGES_SLOT:
+            self._seen = self.generation.stamp(CHANGES_SLOT)  # the counter's bump is this wake
+            self._advance()
 
     def _advance(self) -> None:
         self.sequence += 1
