@@ -185,7 +185,7 @@ async def create_stream(request: Request) -> Response:
 def _missing_name() -> Exception:
     problems = objects.Problems()
     problems.add("metadata.name", "name or generateName is required")
-    return problems.invalid("ImageStream", streams.STREAMS, "")
+    return problems.invalid("ImageStream", "")
 
 
 async def replace_stream(request: Request) -> Response:

@@ -157,7 +157,7 @@ def _parse_tag(obj: dict[str, Any], namespace: str, name: str, tag: str) -> TagR
         if ref is not None and ref.from_kind is None:
             problems.add("tag.from", "required")
     if problems.items or ref is None:
-        raise problems.invalid("ImageStreamTag", streams.STREAM_TAGS, name)
+        raise problems.invalid("ImageStreamTag", name)
     return ref
 
 
@@ -172,12 +172,12 @@ async def _write_tag(request: Request, create: bool) -> Response:
     if not isinstance(name, str) or ":" not in name:
         problems = objects.Problems()
         problems.add("metadata.name", "must be STREAM:TAG")
-        raise problems.invalid("ImageStreamTag", streams.STREAM_TAGS, str(name or ""))
+        raise problems.invalid("ImageStreamTag", str(name or ""))
     stream_name, _, tag = name.rpartition(":")
     if not TAG_RE.fullmatch(tag) or not streams.valid_stream_name(namespace, stream_name):
         problems = objects.Problems()
         problems.add("metadata.name", "must be STREAM:TAG with a valid stream name and tag")
-        raise problems.invalid("ImageStreamTag", streams.STREAM_TAGS, name)
+        raise problems.invalid("ImageStreamTag", name)
     ref = _parse_tag(obj, namespace, name, tag)
     expected = None if create else kubeapi.expected_version(obj)
     stream = await streams.set_tag(

@@ -146,7 +146,7 @@ def _invalid(rd: ResourceDef, name: str, problems: list[tuple[str, str]]) -> Res
     ]
     listed = ", ".join(f"{c['field']}: {c['message']}" if c["field"] else c["message"] for c in causes)
     message = f'{rd.kind}.{rd.group} "{name}" is invalid: {listed}'
-    return ResourceInvalid(message, kind=rd.plural, group=rd.group, name=name or None, causes=causes)
+    return ResourceInvalid(message, kind=rd.kind, group=rd.group, name=name or None, causes=causes)
 
 
 async def read_object(
@@ -187,7 +187,7 @@ async def delete_options(request: Request, rd: ResourceDef, name: str) -> Delete
         causes = problems or [("", "the body must be a DeleteOptions object")]
         raise ResourceInvalid(
             f'{rd.kind}.{rd.group} "{name}" is invalid: ' + ", ".join(f"{f}: {m}" for f, m in causes),
-            kind=rd.plural,
+            kind=rd.kind,
             group=rd.group,
             name=name,
             causes=[{"reason": "FieldValueTypeInvalid", "message": m, "field": f} for f, m in causes],

@@ -273,10 +273,10 @@ class Problems:
     def add(self, field: str, message: str) -> None:
         self.items.append((field, message))
 
-    def invalid(self, kind: str, resource: str, name: str) -> ResourceInvalid:
-        causes = [{"reason": "FieldValueInvalid", "message": f"{f}: {m}", "field": f} for f, m in self.items]
-        message = f'{kind}.{image_v1.GROUP} "{name}" is invalid: ' + "; ".join(c["message"] for c in causes)
-        return ResourceInvalid(message, kind=resource, group=image_v1.GROUP, name=name, causes=causes)
+    def invalid(self, kind: str, name: str) -> ResourceInvalid:
+        causes = [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in self.items]
+        message = f'{kind}.{image_v1.GROUP} "{name}" is invalid: ' + "; ".join(f"{f}: {m}" for f, m in self.items)
+        return ResourceInvalid(message, kind=kind, group=image_v1.GROUP, name=name, causes=causes)
 
 
 def _string_map(value: Any, field: str, problems: Problems, labels: bool = False) -> dict[str, str]:
@@ -373,7 +373,7 @@ def parse_stream(obj: dict[str, Any], namespace: str, name: str) -> StreamEdit:
         problems.add("spec.dockerImageRepository", "is not supported: list the tags to import in spec.tags")
     lookup = (spec.get("lookupPolicy") or {}).get("local", False)
     if problems.items:
-        raise problems.invalid("ImageStream", "imagestreams", name)
+        raise problems.invalid("ImageStream", name)
     return StreamEdit(labels=labels, annotations=annotations, spec_tags=tuple(refs), lookup_local=bool(lookup))
 
 

@@ -353,9 +353,10 @@ class Source:
 
 
 def _invalid(namespace: str, name: str, problems: list[tuple[str, str]]) -> ResourceInvalid:
-    causes = [{"reason": "FieldValueInvalid", "message": f"{f}: {m}", "field": f} for f, m in problems]
-    message = f'ImageStream.{GROUP} "{name}" is invalid: ' + "; ".join(c["message"] for c in causes)
-    return ResourceInvalid(message, kind=STREAMS, group=GROUP, name=name, causes=causes)
+    # As the API server words it: the Kind in details, each cause's message without its field.
+    causes = [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in problems]
+    message = f'ImageStream.{GROUP} "{name}" is invalid: ' + "; ".join(f"{f}: {m}" for f, m in problems)
+    return ResourceInvalid(message, kind="ImageStream", group=GROUP, name=name, causes=causes)
 
 
 def _parse_from(ref: TagReference, namespace: str, stream: str) -> tuple[str, str, str] | str:

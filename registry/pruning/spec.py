@@ -33,10 +33,10 @@ class Invalid(ResourceInvalid):
         field = (detail or {}).get("field")
         if field and not problems:
             problems = [(field, message)]
-        causes = [{"reason": "FieldValueInvalid", "message": f"{f}: {m}", "field": f} for f, m in problems]
+        causes = [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in problems]
         if problems:
-            message = "; ".join(c["message"] for c in causes)
-        super().__init__(message, kind="imagepruners", group=GROUP, name=NAME, causes=causes or None)
+            message = "; ".join(f"{f}: {m}" for f, m in problems)
+        super().__init__(message, kind="ImagePruner", group=GROUP, name=NAME, causes=causes or None)
 
 
 class Problems:

@@ -111,7 +111,7 @@ async def test_invalid_stream_names_are_invalid_and_create_nothing(client, uncha
         for name in ["Upper", "x" * 300, "..", ".", "a..b", "/a", "a/", "a//b", "../etc", "a:b", "a@b", "-a",
                      "a b", "é", "a%2Fb", "a\x00", "a\nb"]:  # fmt: skip
             status = invalid(await client.post(streams("team"), json=stream_body(name)), "metadata.name")
-            assert status["details"]["kind"] == "imagestreams", name
+            assert status["details"]["kind"] == "ImageStream", name  # Invalid names the Kind
         for body in ({"metadata": {}}, {"metadata": {"name": ""}}, {"spec": {}}, {}):
             invalid(await client.post(streams("team"), json=body), "metadata.name")
 

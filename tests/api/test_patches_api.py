@@ -191,7 +191,7 @@ async def test_patch_producing_an_invalid_object_is_invalid_naming_the_field(cli
         status = assert_status(await patch(client, body, headers), 422, "Invalid")
         assert field in [c["field"] for c in status["details"]["causes"]], status
         assert status["details"]["name"] == "app"
-        assert status["details"]["kind"] == "imagestreams"
+        assert status["details"]["kind"] == "ImageStream"
     assert await get_ok(client, PATH) == before
     # Nothing reached the registry either.
     assert (await client.get("/v2/team/app/manifests/t")).status_code == 404

@@ -426,6 +426,62 @@ def test_delete_imagestreamtag_then_imagestream(kubectl, server, podman_clients,
     assert manifest_status(server, accounts.viewer, f"{NS}/doomed", "v2")[0] == 404
 
 
+def test_server_side_dry_runs_check_everything_and_keep_nothing(kubectl, server, seeded, tmp_path):
+    kc = kubectl("editor")
+    manifest = write(tmp_path / "dry.yaml", stream_yaml("dry", {"tier": "web"}, {"v1": "base:v1"}))
+    out = kc.ok("apply", "-f", str(manifest), "--dry-run=server", "-o", "yaml")
+    would = yaml.safe_load(out)
+    # The answer is the object the write would make: the tag resolved, a uid, a version.
+    assert would["metadata"]["name"] == "dry" and UUID_RE.fullmatch(would["metadata"]["uid"])
+    assert [t["items"][0]["image"] for t in would["status"]["tags"]] == [seeded]
+    err = kc.fails("get", "is", "dry")
+    assert "NotFound" in err, err
+
+    # A dry run fails as the real write would: the source tag does not exist.
+    bad = write(tmp_path / "bad.yaml", stream_yaml("dry", {}, {"v1": "base:nope"}))
+    err = kc.fails("apply", "-f", str(bad), "--dry-run=server")
+    assert err.startswith('The ImageStream "dry" is invalid: spec.tags[0].from.name: '), err
+    assert 'imagestreamtag.image.openshift.io "base:nope" not found' in err, err
+
+    before = get_yaml(kc, "is", "base")
+    assert kc.ok("delete", "is", "base", "--dry-run=server") == f'{IS} "base" deleted (server dry run)\n'
+    assert get_yaml(kc, "is", "base") == before
+
+
+def test_images_and_image_stream_images(kubectl, seeded):
+    admin, viewer = kubectl("admin"), kubectl("viewer")
+    isimage = get_yaml(viewer, "isimage", f"base@{seeded}")
+    assert (isimage["kind"], isimage["image"]["metadata"]["name"]) == ("ImageStreamImage", seeded)
+    image = get_yaml(admin, "images", seeded)
+    assert image["kind"] == "Image" and image["dockerImageManifestMediaType"]
+    names = admin.ok("get", "images", "-o", "name").split()
+    assert f"image.image.openshift.io/{seeded}" in names
+    # Images are cluster-scoped: a namespace viewer may not list them, nor delete one in use.
+    err = viewer.fails("get", "images")
+    assert "Forbidden" in err, err
+    err = admin.fails("delete", "image", seeded)
+    assert "Conflict" in err or "referenced" in err, err
+
+
+def test_rollback_by_applying_an_image_stream_tag(kubectl, server, podman_clients, accounts, image, tmp_path):
+    first = podman_push(podman_clients, server, accounts.editor, image.name, f"{NS}/roll:prod")
+    other = build_image(podman_clients, "localhost/e2e/kubectl-two", random_layers([[9_000]], "kubectl-two"))
+    second = podman_push(podman_clients, server, accounts.editor, other.name, f"{NS}/roll:prod")
+    assert first != second
+    kc = kubectl("editor")
+    istag = {
+        "apiVersion": "image.openshift.io/v1",
+        "kind": "ImageStreamTag",
+        "metadata": {"name": "roll:prod"},
+        "tag": {"name": "prod", "from": {"kind": "ImageStreamImage", "name": f"roll@{first}"}},
+    }
+    out = kc.ok("replace", "-f", str(write(tmp_path / "rollback.yaml", yaml.safe_dump(istag))))
+    assert out == "imagestreamtag.image.openshift.io/roll:prod replaced\n", out
+    assert manifest_status(server, accounts.viewer, f"{NS}/roll", "prod") == (200, first)
+    [prod] = get_yaml(kc, "is", "roll")["status"]["tags"]
+    assert [i["image"] for i in prod["items"]] == [first, second, first]
+
+
 # --------------------------------------------------------------------------------------------
 # 6. watch
 # --------------------------------------------------------------------------------------------

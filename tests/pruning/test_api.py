@@ -222,7 +222,7 @@ async def test_invalid_input_is_a_422_naming_the_field(pruner_client, method, bo
     assert field in r.text
     status = r.json()
     assert (status["kind"], status["reason"]) == ("Status", "Invalid")
-    assert status["details"]["kind"] == "imagepruners" and status["details"]["name"] == "cluster"
+    assert status["details"]["kind"] == "ImagePruner" and status["details"]["name"] == "cluster"
     if field != "ImagePruner":  # a body that is no object at all has no field to blame
         assert status["details"]["causes"][0]["field"] == field
     assert (await get(c))["metadata"]["generation"] == 1
