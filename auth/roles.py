@@ -101,12 +101,14 @@ ROLES: dict[str, Role] = {
         Role("cluster-admin", (_rule(ALL_VERBS, " ".join(RESOURCES)),), description="everything, everywhere"),
     )
 }
-# kubectl's spellings of the resources: short names, and names qualified by their API group.
+# kubectl's spellings of the resources: short names, singular and Kind names, and names
+# qualified by their API group.
 SHORT_NAMES = {"is": "imagestreams", "istag": "imagestreamtags", "isimage": "imagestreamimages"}
 GROUPS = {
     "image.openshift.io": ("imagestreams", "imagestreamtags", "imagestreamimages", "images"),
     "imageregistry.operator.openshift.io": ("imagepruners",),
     "rbac.authorization.k8s.io": ("rolebindings",),
+    "authorization.k8s.io": ("subjectaccessreviews",),
 }
 
 
@@ -115,7 +117,9 @@ def resolve_resource(text: str) -> str:
     the resource a check names; KeyError for one the registry does not know."""
     name, slash, sub = text.partition("/")
     base, dot, group = name.partition(".")
-    base = SHORT_NAMES.get(base, base)
+    base = SHORT_NAMES.get(base.lower(), base.lower())
+    if base not in GROUPS.get(group, RESOURCES) and f"{base}s" in RESOURCES:
+        base += "s"  # a singular or a Kind: imagestream, ImageStream
     if dot and base not in GROUPS.get(group, ()):
         raise KeyError(f"no resource {name!r}")
     resource = f"{base}{slash}{sub}"

@@ -30,6 +30,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         if pos + i >= len(data):
             raise ProtobufError("truncated varint")
         byte = data[pos + i]
+        if i == 9 and byte < 0x80 and byte > 1:
+            raise ProtobufError("varint larger than 64 bits")
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, pos + i + 1
@@ -76,6 +78,8 @@ def decode(data: bytes, message: Message) -> dict[str, Any]:
                 raise ProtobufError(f"{name}: expected a message")
             out[name] = decode(value, kind)
         elif kind == "bool":
+            if not isinstance(value, int):
+                raise ProtobufError(f"{name}: expected a boolean")
             out[name] = bool(value)
         elif kind == "int":
             if not isinstance(value, int):

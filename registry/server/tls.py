@@ -44,18 +44,33 @@ def build_context(tls: TLSConfig) -> ssl.SSLContext:
     context.set_ciphers(CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     context.set_alpn_protocols(["http/1.1"])
+    _check_pem("http.tls.certificate", tls.certificate, "CERTIFICATE")
+    _check_pem("http.tls.key", tls.key, "PRIVATE KEY")
     try:
         context.load_cert_chain(tls.certificate, tls.key)
     except (OSError, ssl.SSLError) as e:
         problem = f"cannot load {tls.certificate} with {tls.key}: {_why(e)}"
         raise ConfigError(f"http.tls.certificate/key: {problem}") from None
     if tls.client_ca:
+        _check_pem("http.tls.client_ca", tls.client_ca, "CERTIFICATE")
         try:
             context.load_verify_locations(cafile=tls.client_ca)
         except (OSError, ssl.SSLError) as e:
             raise ConfigError(f"http.tls.client_ca: cannot load {tls.client_ca}: {_why(e)}") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _check_pem(key: str, path: str, label: str) -> None:
+    """The file reads and holds a PEM block of `label` (OpenSSL would only say "PEM lib")."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 20)
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {_why(e)}") from None
+    if b"-----BEGIN " not in text or label.encode() not in text:
+        what = "certificate" if label == "CERTIFICATE" else "private key"
+        raise ConfigError(f"{key}: {path} holds no PEM {what}")
 
 
 def _why(error: Exception) -> str:
@@ -74,6 +89,7 @@ class ReloadingContext:
     current: ssl.SSLContext
     signature: tuple[tuple[int, int, int], ...]
     checked_at: float = 0.0
+    failed: tuple[tuple[int, int, int], ...] | None = None  # files seen not to load (warned once)
 
     @classmethod
     def create(cls, tls: TLSConfig) -> ReloadingContext:
@@ -99,9 +115,11 @@ class ReloadingContext:
         try:
             fresh = build_context(self.tls)
         except ConfigError as e:
-            log.warning("TLS files changed but do not load yet, still serving the previous ones: %s", e)
+            if signature != self.failed:  # once per state of the files, not once a second
+                log.warning("TLS files changed but do not load yet, still serving the previous ones: %s", e)
+                self.failed = signature
             return
-        self.current, self.signature = fresh, signature
+        self.current, self.signature, self.failed = fresh, signature, None
         log.info("TLS certificate reloaded from %s", self.tls.certificate)
 
     def _on_hello(self, connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _name(common_name: str) -> x509.Name:
@@ -64,9 +64,15 @@ class CertificateAuthority:
         return self.directory / "ca.crt"
 
     def issue(
-        self, name: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), valid_days: float = 1
+        self,
+        name: str,
+        hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+        valid_days: float = 1,
+        usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH,
     ) -> tuple[Path, Path]:
-        """A server certificate for `hosts`: (certificate file, key file) named after `name`."""
+        """A server certificate for `hosts`: (certificate file, key file) named after `name`.
+        A `valid_days` of minus a few minutes (valid from five minutes ago) makes one that has
+        already expired; `usage` is its extended key usage (CLIENT_AUTH: see issue_client)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         sans: list[x509.GeneralName] = []
@@ -85,7 +91,7 @@ class CertificateAuthority:
             .not_valid_after(now + dt.timedelta(days=valid_days))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         cert_path, key_path = self.directory / f"{name}.crt", self.directory / f"{name}.key"
@@ -93,3 +99,7 @@ class CertificateAuthority:
         key_path.write_bytes(_pem_key(key))
         key_path.chmod(0o600)
         return cert_path, key_path
+
+    def issue_client(self, name: str, valid_days: float = 1) -> tuple[Path, Path]:
+        """A client certificate (mutual TLS) with common name `name`: (certificate file, key file)."""
+        return self.issue(name, valid_days=valid_days, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
