@@ -7,6 +7,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -40,6 +41,9 @@ class HTTPConfig:
     workers: int = 1
     # Public base URL used in absolute links (token realm); empty: derived from the request.
     base_url: str = ""
+    # The URL clients outside the cluster use (a route, an ingress); image streams show it
+    # as status.publicDockerImageRepository. Empty: there is none.
+    public_url: str = ""
     # A request's line and headers: at most this many bytes and headers (431 beyond), and
     # complete within header_timeout of the connection opening or of the request's first byte.
     max_header_bytes: ByteSize = ByteSize(64 << 10)
@@ -48,6 +52,11 @@ class HTTPConfig:
     # Idle keep-alive connections are closed after this long.
     keepalive_timeout: Duration = Duration(30)
     tls: TLSConfig = field(default_factory=TLSConfig)
+
+    @property
+    def public_host(self) -> str:
+        """public_url's HOST[:PORT], or "" when none is configured."""
+        return urlsplit(self.public_url).netloc if self.public_url else ""
 
 
 @dataclass
@@ -328,6 +337,12 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
         not cfg.http.base_url or cfg.http.base_url.startswith(("http://", "https://")),
         "http.base_url",
         f"must start with http:// or https://, not {cfg.http.base_url!r}",
+    )
+    check(
+        not cfg.http.public_url
+        or (cfg.http.public_url.startswith(("http://", "https://")) and bool(urlsplit(cfg.http.public_url).netloc)),
+        "http.public_url",
+        f"must be an http:// or https:// URL, not {cfg.http.public_url!r}",
     )
     check(cfg.changes.retention >= 60, "changes.retention", "must be at least 1m")
     tls = cfg.http.tls

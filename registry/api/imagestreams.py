@@ -85,8 +85,14 @@ def _name(request: Request) -> tuple[str, str]:
     return namespace, name
 
 
-def _pair(stream: Stream, host: str) -> tuple[dict[str, Any], list[Any]]:
-    return objects.stream_object(stream, host), objects.stream_row(stream, host)
+def _object(request: Request, stream: Stream, host: str | None = None) -> dict[str, Any]:
+    """The ImageStream as this request sees it (its host; the configured public host)."""
+    host = host or kubeapi.registry_host(request)
+    return objects.stream_object(stream, host, registry(request).config.http.public_host)
+
+
+def _pair(request: Request, stream: Stream, host: str) -> tuple[dict[str, Any], list[Any]]:
+    return _object(request, stream, host), objects.stream_row(stream, host)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -101,14 +107,14 @@ async def _list(request: Request, namespace: str | None) -> Response:
         if not options.resource_version:
             found, _ = await streams.list_streams(reg, namespace)
             allowed = await visible_namespaces(request, streams.STREAMS, {s.namespace for s in found})
-            initial = [_pair(s, host) for s in found if s.namespace in allowed]
+            initial = [_pair(request, s, host) for s in found if s.namespace in allowed]
         render = _renderer(request, namespace, host)
         return kubeapi.watch_answer(request, IMAGE_STREAMS, options, start, [streams.STREAMS], render, initial)
     found, version = await streams.list_streams(reg, namespace)
     if namespace is None:
         allowed = await visible_namespaces(request, streams.STREAMS, {s.namespace for s in found})
         found = [s for s in found if s.namespace in allowed]
-    return kubeapi.list_answer(request, IMAGE_STREAMS, [_pair(s, host) for s in found], version, options)
+    return kubeapi.list_answer(request, IMAGE_STREAMS, [_pair(request, s, host) for s in found], version, options)
 
 
 async def list_all(request: Request) -> Response:
@@ -132,7 +138,7 @@ def _renderer(request: Request, namespace: str | None, host: str) -> kubeapi.Ren
         for i, c in enumerate(wanted):
             stream = current.get((c.change.namespace or "", c.change.name))
             if c.change.type != DELETED and stream is not None:
-                obj, row = _pair(stream, host)
+                obj, row = _pair(request, stream, host)
                 out.append((c, obj, row))
                 continue
             # A deletion, or a change of a stream deleted since: its last state.
@@ -159,7 +165,7 @@ async def get_stream(request: Request) -> Response:
     namespace, name = _name(request)
     stream = await streams.get_stream(registry(request), namespace, name)
     host = kubeapi.registry_host(request)
-    obj = objects.stream_object(stream, host)
+    obj = _object(request, stream, host)
     if kubeapi.wants_table(request):
         include = kubeapi.list_options(request).include
         out = kubeapi.table(IMAGE_STREAMS, [(objects.stream_row(stream, host), obj)], None, include)
@@ -179,7 +185,7 @@ async def create_stream(request: Request) -> Response:
     edit = objects.parse_stream(obj, namespace, name)
     actor, dry = request.state.identity.name, kubeapi.dry_run(request)
     stream = await streams.create_stream(registry(request), namespace, name, edit, may_read(request), actor, dry)
-    return kubeapi.respond(request, objects.stream_object(stream, kubeapi.registry_host(request)), 201, warnings)
+    return kubeapi.respond(request, _object(request, stream), 201, warnings)
 
 
 def _missing_name() -> Exception:
@@ -197,7 +203,7 @@ async def replace_stream(request: Request) -> Response:
     stream = await streams.update_stream(
         registry(request), namespace, name, edit, expected, may_read(request), actor, dry
     )
-    return kubeapi.respond(request, objects.stream_object(stream, kubeapi.registry_host(request)), 200, warnings)
+    return kubeapi.respond(request, _object(request, stream), 200, warnings)
 
 
 async def patch_stream(request: Request) -> Response:
@@ -209,7 +215,7 @@ async def patch_stream(request: Request) -> Response:
 
     def patched(stream: Stream) -> dict[str, Any]:
         obj = apply_patch(
-            objects.stream_object(stream, host), body, content_type, COMPONENTS[IMAGE_STREAMS.schema], COMPONENTS
+            _object(request, stream, host), body, content_type, COMPONENTS[IMAGE_STREAMS.schema], COMPONENTS
         )
         warnings[:] = kubeapi.validate_fields(request, obj, IMAGE_STREAMS, COMPONENTS, name)
         return obj
@@ -229,7 +235,7 @@ async def patch_stream(request: Request) -> Response:
         stream = await streams.update_stream(reg, namespace, name, edit_now, named, may_read(request), actor, dry)
     else:
         stream = await streams.update_stream(reg, namespace, name, edit, None, may_read(request), actor, dry)
-    return kubeapi.respond(request, objects.stream_object(stream, host), 200, warnings)
+    return kubeapi.respond(request, _object(request, stream, host), 200, warnings)
 
 
 async def delete_stream(request: Request) -> Response:

@@ -85,7 +85,9 @@ def tag_reference(ref: TagReference) -> dict[str, Any]:
     return out
 
 
-def stream_object(stream: Stream, host: str) -> dict[str, Any]:
+def stream_object(stream: Stream, host: str, public_host: str = "") -> dict[str, Any]:
+    """The ImageStream; references start with `host`, and with `public_host` (when there is
+    one) in status.publicDockerImageRepository, as OpenShift's external route shows."""
     reference = f"{host}/{stream.repository}"
     spec: dict[str, Any] = {"lookupPolicy": {"local": stream.lookup_local}}
     if stream.spec_tags:
@@ -106,6 +108,7 @@ def stream_object(stream: Stream, host: str) -> dict[str, Any]:
         "spec": spec,
         "status": {
             "dockerImageRepository": reference,
+            **({"publicDockerImageRepository": f"{public_host}/{stream.repository}"} if public_host else {}),
             "tags": [
                 {
                     "tag": t.tag,

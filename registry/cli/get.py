@@ -47,7 +47,7 @@ async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
     reg, host = runtime.registry, await registry_host(runtime)
     if args.name is None:
         found, version = await streams.list_streams(reg, args.namespace)
-        items = [objects.stream_object(s, host) for s in found]
+        items = [objects.stream_object(s, host, runtime.config.http.public_host) for s in found]
         obj = meta.list_object("ImageStreamList", objects.API_VERSION, items, version)
     else:
         namespace, sep, name = args.name.partition("/")
@@ -57,7 +57,9 @@ async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
             namespace, name = args.namespace, args.name
         elif args.namespace is not None and args.namespace != namespace:
             raise CommandError(f"{args.name} is not in namespace {args.namespace}", status=2)
-        obj = objects.stream_object(await streams.get_stream(reg, namespace, name), host)
+        obj = objects.stream_object(
+            await streams.get_stream(reg, namespace, name), host, runtime.config.http.public_host
+        )
     _print(obj, args)
     return 0
 

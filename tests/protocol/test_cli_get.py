@@ -23,7 +23,7 @@ HOST = "registry.example:5000"
 @pytest_asyncio.fixture
 async def served(make_app):
     """(app, client) with http.base_url set, so the API and the CLI name the same host."""
-    app = await make_app(http={"base_url": BASE_URL})
+    app = await make_app(http={"base_url": BASE_URL, "public_url": "https://registry.apps.example"})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as client:
         yield app, client
 
@@ -82,6 +82,9 @@ async def test_get_imagestreams(served):
     # -o json / -o yaml are the API objects.
     assert json.loads(await ok(app, "get", "imagestreams", "-o", "json")) == await api(client, f"{API}/imagestreams")
     stream = await api(client, f"{API}/namespaces/team/imagestreams/app")
+    # The internal host (base_url) and the public one (public_url), as OpenShift shows both.
+    assert stream["status"]["dockerImageRepository"] == f"{HOST}/team/app"
+    assert stream["status"]["publicDockerImageRepository"] == "registry.apps.example/team/app"
     assert json.loads(await ok(app, "get", "is", "app", "-n", "team", "-o", "json")) == stream
     assert yaml.safe_load(await ok(app, "get", "imagestream", "team/app", "-o", "yaml")) == stream
 

@@ -170,6 +170,7 @@ def test_unknown_key_via_overrides():
         ("OKURA_HTTP_ADDR", "[::1]:5123", lambda c: c.listen == ("::1", 5123)),
         ("OKURA_HTTP_WORKERS", "8", lambda c: c.http.workers == 8),
         ("OKURA_HTTP_BASE_URL", "https://r.example", lambda c: c.http.base_url == "https://r.example"),
+        ("OKURA_HTTP_PUBLIC_URL", "https://r.apps:8443/", lambda c: c.http.public_host == "r.apps:8443"),
         ("OKURA_DATABASE_URL", "postgresql://u@h/db", lambda c: c.database_url == "postgresql://u@h/db"),
         ("OKURA_DATABASE_URL", "sqlite:////tmp/x.db", lambda c: c.database_url == "sqlite:////tmp/x.db"),
         ("OKURA_DATABASE_POOL_SIZE", "3", lambda c: c.database.pool_size == 3),
@@ -409,3 +410,13 @@ def test_config_example_documents_every_key_with_its_default():
         for part in key.split("."):
             value = getattr(value, part)
         assert value == default, f"config.example.yaml gives {key} as {value!r}, the default is {default!r}"
+
+
+@pytest.mark.parametrize("url", ["registry.example", "ftp://r.example", "https://", "//r.example"])
+def test_public_url_must_be_an_http_url(url):
+    with pytest.raises(ConfigError, match=r"http\.public_url"):
+        load_config(environ={"OKURA_HTTP_PUBLIC_URL": url})
+
+
+def test_no_public_url_no_public_host():
+    assert load_config(environ={}).http.public_host == ""
