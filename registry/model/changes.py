@@ -30,6 +30,12 @@ _PG_APPEND_LOCK = 7_146_531_003
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
+# Built once: every write appends through these, and building a statement costs more than
+# running it on SQLite.
+_INSERT = changes.insert()
+_TRIMMED = select(change_log.c.trimmed_through).where(change_log.c.id == 1)
+_LATEST = select(func.max(changes.c.id), _TRIMMED.scalar_subquery())
+
 
 @dataclass(frozen=True)
 class Change:
@@ -70,7 +76,7 @@ def record(db: Database, conn: Connection, entries: Sequence[Change]) -> list[in
     first = latest(conn) + 1
     ids = list(range(first, first + len(unique)))
     conn.execute(
-        changes.insert(),
+        _INSERT,
         [
             {
                 "id": change_id,
@@ -91,12 +97,12 @@ def record(db: Database, conn: Connection, entries: Sequence[Change]) -> list[in
 
 def latest(conn: Connection) -> int:
     """The current resourceVersion of everything: the newest change's id."""
-    newest = conn.execute(select(func.max(changes.c.id))).scalar()
-    return max(newest or 0, trimmed_through(conn))
+    newest, trimmed = conn.execute(_LATEST).one()
+    return max(newest or 0, trimmed or 0)
 
 
 def trimmed_through(conn: Connection) -> int:
-    return conn.execute(select(change_log.c.trimmed_through).where(change_log.c.id == 1)).scalar() or 0
+    return conn.execute(_TRIMMED).scalar() or 0
 
 
 def since(conn: Connection, after: int, resources: Sequence[str], limit: int = 500) -> tuple[list[LoggedChange], int]:

@@ -155,7 +155,7 @@ def _store_manifest(
     the changes in the change log. Returns True when a tag changed."""
     now = utcnow()
     db.gc_shared(conn)
-    repo_id, created, generation = streams.ensure_stream(db, conn, repo)
+    repo_id, created, generation, spec_tags = streams.ensure_stream(db, conn, repo)
     if parsed.blobs:
         linked = {
             r.digest: r.pending for r in conn.execute(_LINKED_BLOBS, {"repo_id": repo_id, "digests": parsed.blobs})
@@ -176,8 +176,8 @@ def _store_manifest(
             )
     stored_before = conn.execute(_ANY_HOLDER, {"digest": digest}).all()
     new_here = all(row.repository_id != repo_id for row in stored_before)
-    conn.execute(
-        db.upsert(manifests, ("repository_id", "digest"), ("last_pushed_at",)),
+    manifest_id = conn.execute(
+        db.upsert(manifests, ("repository_id", "digest"), ("last_pushed_at",), returning=("id",)),
         {
             "repository_id": repo_id,
             "digest": digest,
@@ -192,8 +192,7 @@ def _store_manifest(
             "pushed_by": pushed_by,
             "last_pushed_at": now,
         },
-    )
-    manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": digest}).scalar_one()
+    ).scalar_one()
     if new_here:
         if parsed.blobs:
             conn.execute(
@@ -210,7 +209,10 @@ def _store_manifest(
     if tag is not None:
         change = streams.point_tag(db, conn, repo_id, tag, manifest_id, digest, generation, pushed_by)
         if change is not None:
-            moved = [tag, *streams.follow_tracking_tags(db, conn, repo, repo_id, tag, manifest_id, digest, pushed_by)]
+            followers = streams.follow_tracking_tags(
+                db, conn, repo, repo_id, tag, manifest_id, digest, pushed_by, (generation, spec_tags)
+            )
+            moved = [tag, *followers]
             entries.append(streams.tag_changed(repo, tag, change))
             entries += [streams.tag_changed(repo, t) for t in moved[1:]]
             if not created:

@@ -18,9 +18,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from registry.errors import ResourceAlreadyExists, ResourceConflict, ResourceInvalid, ResourceNotFound
 from registry.kube.meta import new_uid
@@ -162,6 +162,19 @@ def valid_stream_name(namespace: str, name: str) -> bool:
 
 
 _BATCH = 500
+# Statements of every push, built once (building one costs more than running it on SQLite).
+_STREAM_BY_NAME = select(
+    repositories.c.id, repositories.c.deleted_at, repositories.c.generation, repositories.c.spec
+).where(repositories.c.name == bindparam("repo"))
+_REPO_ID = select(repositories.c.id).where(repositories.c.name == bindparam("repo"))
+_TAG_TARGET = select(tags.c.manifest_id).where(
+    tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("tag")
+)
+_INSERT_TAG_EVENT = tag_events.insert()
+_SPEC = select(repositories.c.generation, repositories.c.spec).where(repositories.c.id == bindparam("repo_id"))
+_STAMP_STREAM = (
+    update(repositories).where(repositories.c.id == bindparam("repo_id")).values(resource_version=bindparam("rv"))
+)
 
 
 def _chunks(ids: list[int]) -> Iterable[list[int]]:
@@ -289,17 +302,19 @@ async def streams_by_name(reg: Registry, keys: Sequence[tuple[str, str]]) -> dic
 # -- the stream a write needs ----------------------------------------------------------------
 
 
-def ensure_stream(db: Database, conn: Connection, repo: str) -> tuple[int, bool, int]:
-    """The repository's id inside a write transaction, creating it (or bringing back a deleted
-    stream) if needed; whether the stream is new (record it with `stream_added`), and its
-    generation."""
-    row = conn.execute(
-        select(repositories.c.id, repositories.c.deleted_at, repositories.c.generation).where(
-            repositories.c.name == repo
-        )
-    ).first()
+class EnsuredStream(NamedTuple):
+    id: int
+    created: bool  # a new stream: record it with `stream_added`
+    generation: int
+    spec_tags: list[TagReference]
+
+
+def ensure_stream(db: Database, conn: Connection, repo: str) -> EnsuredStream:
+    """The repository inside a write transaction, created (or a deleted stream brought back)
+    if needed: its id, whether it is new, its generation and spec tags."""
+    row = conn.execute(_STREAM_BY_NAME, {"repo": repo}).first()
     if row is not None and row.deleted_at is None:
-        return row.id, False, row.generation
+        return EnsuredStream(row.id, False, row.generation, _spec_tags(row.spec))
     now = utcnow()
     if row is not None:
         conn.execute(
@@ -309,10 +324,10 @@ def ensure_stream(db: Database, conn: Connection, repo: str) -> tuple[int, bool,
                 deleted_at=None, uid=new_uid(), generation=1, labels=None, annotations=None, spec=None, created_at=now
             )
         )
-        return row.id, True, 1
+        return EnsuredStream(row.id, True, 1, [])
     conn.execute(db.insert_ignore(repositories, "name"), {"name": repo, "created_at": now, "uid": new_uid()})
-    repo_id = conn.execute(select(repositories.c.id).where(repositories.c.name == repo)).scalar_one()
-    return repo_id, True, 1
+    repo_id = conn.execute(_REPO_ID, {"repo": repo}).scalar_one()
+    return EnsuredStream(repo_id, True, 1, [])
 
 
 def stream_added(repo: str) -> Change | None:
@@ -337,7 +352,7 @@ def record_and_stamp(db: Database, conn: Connection, repo_id: int, entries: Sequ
     if not kept:
         return
     ids = changes.record(db, conn, kept)
-    conn.execute(update(repositories).where(repositories.c.id == repo_id).values(resource_version=max(ids)))
+    conn.execute(_STAMP_STREAM, {"repo_id": repo_id, "rv": max(ids)})
 
 
 # -- resolving what spec tags point at -------------------------------------------------------
@@ -559,9 +574,7 @@ def point_tag(
 ) -> str | None:
     """Point a registry tag at a manifest of its repository, adding a history item when it
     moves. Returns ADDED or MODIFIED when the tag changed, else None."""
-    current = conn.execute(
-        select(tags.c.manifest_id).where(tags.c.repository_id == repo_id, tags.c.name == tag)
-    ).scalar()
+    current = conn.execute(_TAG_TARGET, {"repo_id": repo_id, "tag": tag}).scalar()
     if current == manifest_id:
         return None
     now = utcnow()
@@ -570,7 +583,7 @@ def point_tag(
         {"repository_id": repo_id, "name": tag, "manifest_id": manifest_id, "updated_at": now},
     )
     conn.execute(
-        tag_events.insert(),
+        _INSERT_TAG_EVENT,
         {
             "repository_id": repo_id,
             "tag": tag,
@@ -584,11 +597,12 @@ def point_tag(
 
 
 def spec_of(conn: Connection, repo_id: int) -> tuple[int, list[TagReference]]:
-    row = conn.execute(
-        select(repositories.c.generation, repositories.c.spec).where(repositories.c.id == repo_id)
-    ).first()
-    spec = (row.spec if row is not None else None) or {}
-    return (row.generation if row is not None else 1), [TagReference.from_json(t) for t in spec.get("tags", [])]
+    row = conn.execute(_SPEC, {"repo_id": repo_id}).first()
+    return (row.generation if row is not None else 1), _spec_tags(row.spec if row is not None else None)
+
+
+def _spec_tags(spec: dict[str, Any] | None) -> list[TagReference]:
+    return [TagReference.from_json(t) for t in (spec or {}).get("tags", [])]
 
 
 def follow_tracking_tags(
@@ -600,11 +614,15 @@ def follow_tracking_tags(
     manifest_id: int,
     digest: str,
     pushed_by: str | None = None,
+    spec: tuple[int, list[TagReference]] | None = None,
 ) -> list[str]:
     """Spec tags of the stream that point at tag `moved` of the same stream (`oc tag --alias`)
-    move with it. Returns the tags moved (transitively)."""
+    move with it. Returns the tags moved (transitively). `spec`: the stream's generation and
+    spec tags when the caller has read them in this transaction."""
     namespace, stream = split_repository(repo) or ("", repo)
-    generation, spec_tags = spec_of(conn, repo_id)
+    generation, spec_tags = spec if spec is not None else spec_of(conn, repo_id)
+    if not spec_tags:
+        return []
     followers: dict[str, list[str]] = defaultdict(list)
     for ref in spec_tags:
         if ref.from_kind != "ImageStreamTag" or (ref.from_namespace or namespace) != namespace:
@@ -704,7 +722,7 @@ async def create_stream(
         ).first()
         if existing is not None:
             raise ResourceAlreadyExists(STREAMS, GROUP, name)
-        repo_id, _, _ = ensure_stream(reg.db, conn, repo)
+        repo_id = ensure_stream(reg.db, conn, repo).id
         spec_tags = _new_spec_tags((), edit.spec_tags, 1)
         conn.execute(
             update(repositories)
@@ -929,8 +947,7 @@ async def set_tag(
         exists = row is not None and row.deleted_at is None
         if expected_version is not None and (not exists or row.resource_version != expected_version):
             raise _conflict(f"{stream}:{ref.name}")
-        repo_id, created, _ = ensure_stream(reg.db, conn, repo)
-        generation, spec_tags = spec_of(conn, repo_id)
+        repo_id, created, generation, spec_tags = ensure_stream(reg.db, conn, repo)
         present = any(t.name == ref.name for t in spec_tags) or (
             conn.execute(select(tags.c.name).where(tags.c.repository_id == repo_id, tags.c.name == ref.name)).first()
             is not None

@@ -74,7 +74,7 @@ async def start_upload(reg: Registry, repo: str) -> str:
 
     def record(conn: Connection) -> None:
         now = utcnow()
-        repo_id, created, _ = ensure_stream(reg.db, conn, repo)
+        repo_id, created, _, _ = ensure_stream(reg.db, conn, repo)
         conn.execute(
             _INSERT_UPLOAD,
             {
@@ -344,7 +344,7 @@ async def _commit(reg: Registry, repo: str, state: UploadState, digest: str) -> 
     # (collected later), never metadata pointing at nothing.
 
     def record(conn: Connection) -> bool:
-        repo_id, created, _ = ensure_stream(reg.db, conn, repo)
+        repo_id, created, _, _ = ensure_stream(reg.db, conn, repo)
         if not link_blob(reg.db, conn, repo_id, digest, state.size):
             return False
         _delete_upload(conn, state.id)
@@ -400,7 +400,7 @@ async def mount_blob(
         if row.name == repo or await may_read(row.name):
 
             def link(conn: Connection, size: int = row.size) -> bool:
-                repo_id, created, _ = ensure_stream(reg.db, conn, repo)
+                repo_id, created, _, _ = ensure_stream(reg.db, conn, repo)
                 if not link_blob(reg.db, conn, repo_id, digest, size):
                     return False
                 if created:
