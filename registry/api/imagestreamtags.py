@@ -30,7 +30,7 @@ from registry.api.imagestreams import (
     visible_namespaces,
 )
 from registry.api.routing import RouteSpec, no_access, registry
-from registry.errors import ResourceConflict, ResourceNotFound
+from registry.errors import ResourceConflict, ResourceNotFound, Unsupported
 from registry.kube import image_v1
 from registry.kube.image_v1 import IMAGE_STREAM_TAGS, IMAGES
 from registry.kube.patches import apply_patch
@@ -241,6 +241,11 @@ async def delete_tag(request: Request) -> Response:
 # -- image stream images ---------------------------------------------------------------------
 
 
+async def list_stream_images(request: Request) -> Response:
+    # Image stream images are only got by name (NAME@DIGEST), as in OpenShift; a list is 405.
+    raise Unsupported("the server does not allow this method on the requested resource")
+
+
 async def get_stream_image(request: Request) -> Response:
     namespace, name = path_namespace(request), request.path_params["name"]
     stream_name, sep, digest = name.rpartition("@")
@@ -337,6 +342,11 @@ ROUTES = [
             "PATCH": (patch_tag, in_namespace("patch", "imagestreamtags")),
             "DELETE": (delete_tag, in_namespace("delete", "imagestreamtags")),
         },
+    ),
+    RouteSpec(
+        f"{PREFIX}/namespaces/{{namespace}}/imagestreamimages",
+        "imagestreamimages",
+        {"GET": (list_stream_images, in_namespace("get", "imagestreamimages"))},
     ),
     RouteSpec(
         f"{PREFIX}/namespaces/{{namespace}}/imagestreamimages/{{name:path}}",

@@ -302,6 +302,9 @@ async def test_image_stream_image_only_for_images_the_stream_holds(client):
         }
     for name in ("app", f"app:{mine}", "app@sha256:abc", f"missing@{mine}", f"@{mine}"):
         assert_status(await client.get(isimage("team", name)), 404, "NotFound")
+    # They are got by name only, as in OpenShift: a list is not allowed.
+    listing = "/apis/image.openshift.io/v1/namespaces/team/imagestreamimages"
+    assert_status(await client.get(listing), 405, "MethodNotAllowed")
 
 
 # -- images --------------------------------------------------------------------------------------

@@ -149,6 +149,9 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
         ("DELETE", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags/{{name:path}}"): cases(
             api(f"{TAGS}/app:missing", NAMESPACE_WRITE)
         ),
+        ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreamimages"): cases(
+            api(f"{IMAGES}/namespaces/team/imagestreamimages", NAMESPACE_READ)  # then 405: get by name only
+        ),
         ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreamimages/{{name:path}}"): cases(
             api(f"{IMAGES}/namespaces/team/imagestreamimages/app@{ZERO}", NAMESPACE_READ)
         ),
