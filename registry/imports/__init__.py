@@ -1,0 +1,1 @@
+"""Images from other registries: credentials, imports, pull-through."""
