@@ -34,7 +34,7 @@ def _row(obj: dict[str, Any]) -> list[Any]:
     from datetime import datetime
 
     created = datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-    return [obj["metadata"]["name"], objects.age(created).removesuffix(" ago")]
+    return [obj["metadata"]["name"], objects.short_age(created)]
 
 
 async def _answer(request: Request, status: int = 200, warnings: list[str] | None = None) -> Response:

@@ -38,7 +38,7 @@ def _namespace(name: str, created: datetime, resource_version: int) -> tuple[dic
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
     }
-    return obj, [name, "Active", objects.age(created).removesuffix(" ago")]
+    return obj, [name, "Active", objects.short_age(created)]
 
 
 def _path_name(request: Request) -> str:

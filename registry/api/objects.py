@@ -35,6 +35,27 @@ def age(when: datetime, now: datetime | None = None) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''} ago"
 
 
+def short_age(when: datetime, now: datetime | None = None) -> str:
+    """`45s`, `3m20s`, `5h`, `2d`: how kubectl prints an AGE column (HumanDuration)."""
+    s = max(0, int(((now or datetime.now(UTC)) - when).total_seconds()))
+    m, h, d = s // 60, s // 3600, s // 86400
+    if s < 120:
+        return f"{s}s"
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if h < 3:
+        return f"{m}m"
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if h < 192:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if d < 365 * 2:
+        return f"{d}d"
+    return f"{d // 365}y"
+
+
 def _metadata(
     name: str,
     namespace: str | None,
@@ -49,7 +70,8 @@ def _metadata(
     if namespace is not None:
         meta["namespace"] = namespace
     meta["uid"] = uid
-    meta["resourceVersion"] = str(resource_version)
+    if resource_version:  # 0: an object a dry-run create would make, not stored
+        meta["resourceVersion"] = str(resource_version)
     if generation is not None:
         meta["generation"] = generation
     meta["creationTimestamp"] = timestamp(created)

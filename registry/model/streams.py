@@ -13,6 +13,7 @@ Returns frozen dataclasses; the API renders them (registry/api/objects.py).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -735,7 +736,9 @@ async def create_stream(
         )
         recorded = _apply_sources(reg.db, conn, repo, repo_id, sources, 1, actor)
         record_and_stamp(reg.db, conn, repo_id, [stream_added(repo), *recorded])
-        return _one(conn, namespace, name)
+        made = _one(conn, namespace, name)
+        # A dry run stores nothing, so the object has no resourceVersion yet (as the API server).
+        return dataclasses.replace(made, resource_version=0) if dry_run else made
 
     return await _written(reg, repo, run, dry_run)
 
@@ -841,7 +844,9 @@ async def _update_once(
         )
         recorded = _apply_sources(reg.db, conn, repo, row.id, sources, generation, actor)
         record_and_stamp(reg.db, conn, row.id, [stream_changed(repo), *recorded])
-        return _one(conn, namespace, name)
+        made = _one(conn, namespace, name)
+        # A dry run stores nothing: the object keeps the version it has (kubectl diff shows no change of it).
+        return dataclasses.replace(made, resource_version=row.resource_version) if dry_run else made
 
     return await _written(reg, repo, run, dry_run)
 
@@ -975,7 +980,10 @@ async def set_tag(
             entries.append(tag_changed(repo, ref.name, ADDED if not present else MODIFIED))
         entries += _apply_sources(reg.db, conn, repo, repo_id, sources, generation, actor)
         record_and_stamp(reg.db, conn, repo_id, entries)
-        return _one(conn, namespace, stream)
+        made = _one(conn, namespace, stream)
+        if dry_run:  # nothing stored: the version the stream has (none if the dry run made it)
+            return dataclasses.replace(made, resource_version=row.resource_version if exists else 0)
+        return made
 
     return await _written(reg, repo, run, dry_run)
 

@@ -506,12 +506,17 @@ async def test_dry_run_changes_nothing(client):
         streams("team"), params=dry, json=stream_body("new", tags=[tag_ref("t", "ImageStreamTag", "base:v1")])
     )
     assert r.status_code == 201, r.text
+    assert "resourceVersion" not in r.json()["metadata"]  # nothing was stored, as the API server answers
     body = stream_body("app", labels={"c": "d"}, resourceVersion=created["metadata"]["resourceVersion"])
     r = await client.put(streams("team", "app"), params=dry, json=body)
     assert r.status_code == 200, r.text
+    # The version stays what it is (kubectl diff shows only the real differences).
+    assert r.json()["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    assert r.json()["metadata"]["labels"] == {"c": "d"}
     r = await client.patch(streams("team", "app"), params=dry, json={"metadata": {"labels": {"e": "f"}}}, headers=MERGE)
     assert r.status_code == 200, r.text
     assert r.json()["metadata"]["labels"] == {"a": "b", "e": "f"}  # what the patch would give
+    assert r.json()["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
     r = await client.post(istags("team"), params=dry, json=istag_body("app:t", "ImageStreamImage", f"base@{digest}"))
     assert r.status_code == 201, r.text
     r = await client.delete(streams("team", "app"), params=dry)

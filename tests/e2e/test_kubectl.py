@@ -448,6 +448,16 @@ def test_server_side_dry_runs_check_everything_and_keep_nothing(kubectl, server,
     assert get_yaml(kc, "is", "base") == before
 
 
+def test_diff_shows_only_what_would_change(kubectl, tmp_path):
+    kc = kubectl("editor")
+    kc.ok("apply", "-f", str(write(tmp_path / "a.yaml", stream_yaml("diffed", {"tier": "one"}))))
+    result = kc.run("diff", "-f", str(write(tmp_path / "b.yaml", stream_yaml("diffed", {"tier": "two"}))), check=False)
+    assert result.returncode == 1, result.stderr  # 1: differences found
+    changed = [line for line in result.stdout.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ["-    tier: one", "+    tier: two"], result.stdout
+    assert get_yaml(kc, "is", "diffed")["metadata"]["labels"] == {"tier": "one"}
+
+
 def test_images_and_image_stream_images(kubectl, seeded):
     admin, viewer = kubectl("admin"), kubectl("viewer")
     isimage = get_yaml(viewer, "isimage", f"base@{seeded}")

@@ -4,11 +4,13 @@ the resource, headers kept); everywhere else they stay in the OCI envelope."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from starlette.requests import Request
 
 from registry.api.errors import render
+from registry.api.objects import short_age
 from registry.errors import (
     Denied,
     ManifestUnknown,
@@ -114,3 +116,13 @@ def test_other_paths_keep_the_oci_envelope():
                 {"code": "MANIFEST_UNKNOWN", "message": "manifest unknown to registry", "detail": {"reference": "v1"}}
             ]
         }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (59, "59s"), (119, "119s"), (120, "2m"), (200, "3m20s"), (600, "10m"), (3 * 3600, "3h"),
+     (5 * 3600 + 60, "5h1m"), (47 * 3600, "47h"), (49 * 3600, "2d1h"), (8 * 86400, "8d"), (800 * 86400, "2y")],
+)  # fmt: skip
+def test_short_age_reads_as_kubectl_prints_it(seconds, shown):
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert short_age(now - timedelta(seconds=seconds), now) == shown
