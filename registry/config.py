@@ -164,6 +164,13 @@ class ChangesConfig:
 
 
 @dataclass
+class SecretsConfig:
+    # The key that seals pull secrets at rest (32 random bytes, base64), kept out of the
+    # database; empty: <data_dir>/secrets.key, created on first use. Replicas share one file.
+    key_file: str = ""
+
+
+@dataclass
 class PrunerConfig:
     # The initial spec of the ImagePruner resource (OpenShift's defaults). Once the
     # resource exists in the database it rules: change it with `okura pruner apply`.
@@ -196,11 +203,16 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     changes: ChangesConfig = field(default_factory=ChangesConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
 
     # derived values -----------------------------------------------------------------------
     @property
     def storage_root(self) -> str:
         return self.storage.filesystem.root or os.path.join(self.data_dir, "blobs")
+
+    @property
+    def secrets_key_file(self) -> str:
+        return self.secrets.key_file or os.path.join(self.data_dir, "secrets.key")
 
     @property
     def database_url(self) -> str:

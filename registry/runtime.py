@@ -28,6 +28,7 @@ from auth.store import AuthStore
 from registry.cache import BlobContentCache, Generation, MetadataCache
 from registry.config import Config
 from registry.errors import Unavailable
+from registry.imports.sealing import SecretKeys
 from registry.metadata.changes import ChangeFeed
 from registry.metadata.db import Database, sqlite_path
 from registry.metadata.migrate import SCHEMA_HEAD
@@ -218,6 +219,7 @@ async def open_runtime(
             stack.push_async_callback(cache.feed.stop)
         reg = Registry(config=config, db=db, storage=blob_storage, cache=cache, content=content)
         reg.waiter = ChangeWaiter(generation)
+        reg.secret_keys = SecretKeys(config.secrets_key_file)
         db.after_changes = reg.waiter.committed
         if cache.feed is not None:
             cache.feed.on_notify = reg.waiter.notified

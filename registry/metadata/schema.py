@@ -201,6 +201,24 @@ change_log = Table(
     Column("trimmed_through", BigInteger, nullable=False),
 )
 
+# Pull secrets (Kubernetes Secrets of the docker config types): `data` is the sealed JSON of
+# the Secret's data (registry/imports/sealing.py), never stored in the clear.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(253), nullable=False),
+    Column("name", String(253), nullable=False),
+    Column("uid", String(36), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("labels", JSON, nullable=True),
+    Column("annotations", JSON, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("resource_version", BigInteger, nullable=False),
+    UniqueConstraint("namespace", "name"),
+)
+
 # -- image pruning (registry/pruning) ----------------------------------------------------------
 
 # The ImagePruner custom resource, a singleton named "cluster" (OpenShift's

@@ -19,3 +19,4 @@ class Registry:
     cache: MetadataCache
     content: BlobContentCache | None = None  # small blobs in memory, for remote storage
     waiter: Any = None  # a changes.ChangeWaiter: wakes this process's watchers
+    secret_keys: Any = None  # an imports.sealing.SecretKeys: seals and opens pull secrets

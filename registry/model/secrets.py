@@ -1,0 +1,169 @@
+"""Pull secrets: Kubernetes Secrets of the docker config types in a namespace, their data
+sealed at rest (registry/imports/sealing.py) and opened only for callers that ask for it
+(imports reading credentials, an admin reading the Secret). Every write goes through the
+change log like any other API object."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+
+from registry.errors import ResourceAlreadyExists, ResourceInvalid, ResourceNotFound
+from registry.imports.keyring import DOCKERCFG, DOCKERCONFIGJSON, DockerConfigError, parse_docker_config
+from registry.kube.meta import new_uid
+from registry.metadata.db import as_utc, utcnow
+from registry.metadata.schema import secrets
+from registry.model import changes
+from registry.model.changes import ADDED, DELETED, MODIFIED, Change
+from registry.model.context import Registry
+from registry.names import NAME_COMPONENT_RE
+
+SECRETS = "secrets"
+# The data key each type keeps its document under, as Kubernetes has it.
+DATA_KEYS = {DOCKERCONFIGJSON: ".dockerconfigjson", DOCKERCFG: ".dockercfg"}
+MAX_DATA_BYTES = 1 << 20  # Kubernetes' limit for a Secret
+
+
+@dataclass(frozen=True)
+class Secret:
+    namespace: str
+    name: str
+    uid: str
+    type: str
+    created: datetime
+    resource_version: int
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    data: dict[str, bytes] | None = field(default=None, repr=False)  # only when opened
+
+
+def _invalid(name: str, field_path: str, message: str) -> ResourceInvalid:
+    return ResourceInvalid(
+        f'Secret "{name}" is invalid: {field_path}: {message}',
+        kind="Secret",
+        group="",
+        name=name,
+        causes=[{"reason": "FieldValueInvalid", "message": message, "field": field_path}],
+    )
+
+
+def valid_name(name: str) -> bool:
+    return len(name) <= 253 and NAME_COMPONENT_RE.fullmatch(name) is not None
+
+
+def check_data(name: str, type_: str, data: dict[str, bytes]) -> None:
+    """A Secret of a docker config type holds exactly its document, and the document parses
+    (a bad pull secret is refused when written, not when an import needs it)."""
+    key = DATA_KEYS.get(type_)
+    if key is None:
+        raise _invalid(name, "type", f"must be {DOCKERCONFIGJSON} or {DOCKERCFG}: the registry keeps pull secrets only")
+    if set(data) != {key}:
+        raise _invalid(name, "data", f"a {type_} Secret holds exactly the key {key!r}")
+    if len(data[key]) > MAX_DATA_BYTES:
+        raise _invalid(name, f"data[{key}]", f"may hold at most {MAX_DATA_BYTES} bytes")
+    try:
+        parse_docker_config(data[key], type_)
+    except DockerConfigError as e:
+        raise _invalid(name, f"data[{key}]", str(e)) from None
+
+
+def _sealed(reg: Registry, namespace: str, name: str, data: dict[str, bytes]) -> bytes:
+    document = json.dumps({k: base64.b64encode(v).decode() for k, v in data.items()}).encode()
+    return reg.secret_keys.box().seal(document, f"{namespace}/{name}")
+
+
+def _opened(reg: Registry, namespace: str, name: str, sealed: bytes) -> dict[str, bytes]:
+    document = json.loads(reg.secret_keys.box().open(sealed, f"{namespace}/{name}"))
+    return {k: base64.b64decode(v) for k, v in document.items()}
+
+
+def _from_row(reg: Registry, row: Any, reveal: bool) -> Secret:
+    return Secret(
+        row.namespace,
+        row.name,
+        row.uid,
+        row.type,
+        as_utc(row.created_at),
+        row.resource_version,
+        dict(row.labels or {}),
+        dict(row.annotations or {}),
+        _opened(reg, row.namespace, row.name, row.data) if reveal else None,
+    )
+
+
+async def create_secret(
+    reg: Registry,
+    namespace: str,
+    name: str,
+    type_: str,
+    data: dict[str, bytes],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    replace: bool = False,
+) -> Secret:
+    """Create the secret (or, with `replace`, overwrite one of that name); AlreadyExists else."""
+    if not valid_name(namespace) or not valid_name(name):
+        raise _invalid(name[:253], "metadata.name", "must be a lowercase name: letters, digits, '.', '_', '-'")
+    check_data(name, type_, data)
+    sealed = _sealed(reg, namespace, name, data)
+
+    def run(conn: Connection) -> Secret:
+        key = (secrets.c.namespace == namespace) & (secrets.c.name == name)
+        existing = conn.execute(select(secrets.c.id).where(key)).first()
+        if existing is not None and not replace:
+            raise ResourceAlreadyExists(SECRETS, "", name)
+        values = {"type": type_, "data": sealed, "labels": labels or None, "annotations": annotations or None}
+        if existing is None:
+            now = utcnow()
+            conn.execute(
+                secrets.insert().values(
+                    namespace=namespace, name=name, uid=new_uid(), created_at=now, resource_version=0, **values
+                )
+            )
+        else:
+            conn.execute(update(secrets).where(key).values(**values))
+        (version,) = changes.record(
+            reg.db, conn, [Change(SECRETS, namespace, name, ADDED if existing is None else MODIFIED)]
+        )
+        conn.execute(update(secrets).where(key).values(resource_version=version))
+        return _from_row(reg, conn.execute(select(secrets).where(key)).one(), reveal=False)
+
+    return await reg.db.write(run)
+
+
+async def get_secret(reg: Registry, namespace: str, name: str, reveal: bool = False) -> Secret:
+    row = await reg.db.read(
+        lambda conn: conn.execute(
+            select(secrets).where(secrets.c.namespace == namespace, secrets.c.name == name)
+        ).first()
+    )
+    if row is None:
+        raise ResourceNotFound(SECRETS, "", name)
+    return _from_row(reg, row, reveal)
+
+
+async def list_secrets(reg: Registry, namespace: str | None = None, reveal: bool = False) -> list[Secret]:
+    query = select(secrets).order_by(secrets.c.namespace, secrets.c.name)
+    if namespace is not None:
+        query = query.where(secrets.c.namespace == namespace)
+    rows = await reg.db.read(lambda conn: conn.execute(query).all())
+    return [_from_row(reg, row, reveal) for row in rows]
+
+
+async def delete_secret(reg: Registry, namespace: str, name: str) -> Secret:
+    def run(conn: Connection) -> Secret:
+        key = (secrets.c.namespace == namespace) & (secrets.c.name == name)
+        row = conn.execute(select(secrets).where(key)).first()
+        if row is None:
+            raise ResourceNotFound(SECRETS, "", name)
+        conn.execute(delete(secrets).where(key))
+        gone = {"metadata": {"name": name, "namespace": namespace, "uid": row.uid}}
+        changes.record(reg.db, conn, [Change(SECRETS, namespace, name, DELETED, gone)])
+        return _from_row(reg, row, reveal=False)
+
+    return await reg.db.write(run)
