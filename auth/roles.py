@@ -27,6 +27,7 @@ RESOURCES = (
     "tokens",
     "subjectaccessreviews",
     "imagepruners",
+    "secrets",
 )
 # Every operation of the access-management API, as (verb, resource); a bearer JWT carries the
 # API's scope (registry:admin:*) only for callers allowed all of them cluster-wide.
@@ -86,7 +87,7 @@ ROLES: dict[str, Role] = {
         ),
         Role(
             "admin",
-            (_rule(ALL_VERBS, f"{STREAMS} imagestreams/layers images rolebindings"),),
+            (_rule(ALL_VERBS, f"{STREAMS} imagestreams/layers images rolebindings secrets"),),
             description="everything in a namespace, including deletes and role bindings",
         ),
         Role(

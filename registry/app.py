@@ -24,6 +24,7 @@ from registry.api import (
     manifests,
     namespaces,
     ops,
+    secrets,
     token,
     uploads,
 )
@@ -46,6 +47,7 @@ ROUTE_SPECS = [
     *ops.ROUTES,
     *discovery.ROUTES,
     *namespaces.ROUTES,
+    *secrets.ROUTES,
     *imagestreams.ROUTES,
     *imagestreamtags.ROUTES,
     *imagepruner.ROUTES,

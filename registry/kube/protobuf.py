@@ -8,15 +8,32 @@ nested Message or a scalar kind; fields not in it are skipped, as protobuf reade
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Union
 
 MAGIC = b"k8s\x00"
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 
-# field number -> (JSON name, nested message or "string" | "bool" | "int" | "strings")
+# field number -> (JSON name, nested message or "string" | "bool" | "int" | "strings" | "bytes"
+# | "map:string" | "map:base64"): a map is repeated entries {1: key, 2: value}; "base64" is
+# bytes the JSON form writes as base64 (a Secret's data), so both forms read alike.
 Message = dict[int, tuple[str, Union["Message", str]]]
 
 _TYPE_META: Message = {1: ("apiVersion", "string"), 2: ("kind", "string")}
+_MAP_ENTRIES: dict[str, Message] = {
+    "map:string": {1: ("key", "string"), 2: ("value", "string")},
+    "map:base64": {1: ("key", "string"), 2: ("value", "base64")},
+}
+# k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto: the fields a client sets on a write.
+OBJECT_META: Message = {
+    1: ("name", "string"),
+    2: ("generateName", "string"),
+    3: ("namespace", "string"),
+    5: ("uid", "string"),
+    6: ("resourceVersion", "string"),
+    11: ("labels", "map:string"),
+    12: ("annotations", "map:string"),
+}
 _UNKNOWN: Message = {1: ("typeMeta", _TYPE_META), 2: ("raw", "bytes"), 3: ("contentEncoding", "string")}
 
 
@@ -85,6 +102,15 @@ def decode(data: bytes, message: Message) -> dict[str, Any]:
             if not isinstance(value, int):
                 raise ProtobufError(f"{name}: expected a number")
             out[name] = value
+        elif kind.startswith("map:"):
+            if not isinstance(value, bytes):
+                raise ProtobufError(f"{name}: expected a map entry")
+            entry = decode(value, _MAP_ENTRIES[kind])
+            out.setdefault(name, {})[entry.get("key", "")] = entry.get("value", "")
+        elif kind == "base64":
+            if not isinstance(value, bytes):
+                raise ProtobufError(f"{name}: expected bytes")
+            out[name] = base64.b64encode(value).decode()
         elif kind in ("string", "strings", "bytes"):
             if not isinstance(value, bytes):
                 raise ProtobufError(f"{name}: expected bytes")

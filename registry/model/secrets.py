@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from registry.errors import ResourceAlreadyExists, ResourceInvalid, ResourceNotFound
+from registry.errors import ResourceAlreadyExists, ResourceConflict, ResourceInvalid, ResourceNotFound
 from registry.imports.keyring import DOCKERCFG, DOCKERCONFIGJSON, DockerConfigError, parse_docker_config
 from registry.kube.meta import new_uid
 from registry.metadata.db import as_utc, utcnow
@@ -105,8 +106,13 @@ async def create_secret(
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
     replace: bool = False,
+    create: bool = True,
+    expected_version: int | None = None,
+    dry_run: bool = False,
 ) -> Secret:
-    """Create the secret (or, with `replace`, overwrite one of that name); AlreadyExists else."""
+    """Create the secret (AlreadyExists when there is one) or, with `replace`, overwrite one
+    of that name (NotFound without `create` when there is none; Conflict when it is no
+    longer at `expected_version`). A dry run checks all of that and stores nothing."""
     if not valid_name(namespace) or not valid_name(name):
         raise _invalid(name[:253], "metadata.name", "must be a lowercase name: letters, digits, '.', '_', '-'")
     check_data(name, type_, data)
@@ -114,9 +120,19 @@ async def create_secret(
 
     def run(conn: Connection) -> Secret:
         key = (secrets.c.namespace == namespace) & (secrets.c.name == name)
-        existing = conn.execute(select(secrets.c.id).where(key)).first()
+        existing = conn.execute(select(secrets.c.id, secrets.c.resource_version).where(key)).first()
         if existing is not None and not replace:
             raise ResourceAlreadyExists(SECRETS, "", name)
+        if existing is None and not create:
+            raise ResourceNotFound(SECRETS, "", name)
+        if existing is not None and expected_version is not None and existing.resource_version != expected_version:
+            raise ResourceConflict(
+                f'Operation cannot be fulfilled on secrets "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+                kind=SECRETS,
+                group="",
+                name=name,
+            )
         values = {"type": type_, "data": sealed, "labels": labels or None, "annotations": annotations or None}
         if existing is None:
             now = utcnow()
@@ -131,9 +147,12 @@ async def create_secret(
             reg.db, conn, [Change(SECRETS, namespace, name, ADDED if existing is None else MODIFIED)]
         )
         conn.execute(update(secrets).where(key).values(resource_version=version))
-        return _from_row(reg, conn.execute(select(secrets).where(key)).one(), reveal=False)
+        made = _from_row(reg, conn.execute(select(secrets).where(key)).one(), reveal=True)
+        if dry_run:  # nothing stored: the version it has (none for a new one)
+            return replace_fields(made, resource_version=existing.resource_version if existing is not None else 0)
+        return made
 
-    return await reg.db.write(run)
+    return await reg.db.write(run, rehearse=dry_run)
 
 
 async def get_secret(reg: Registry, namespace: str, name: str, reveal: bool = False) -> Secret:
@@ -155,15 +174,31 @@ async def list_secrets(reg: Registry, namespace: str | None = None, reveal: bool
     return [_from_row(reg, row, reveal) for row in rows]
 
 
-async def delete_secret(reg: Registry, namespace: str, name: str) -> Secret:
+async def delete_secret(
+    reg: Registry,
+    namespace: str,
+    name: str,
+    expected_version: int | None = None,
+    expected_uid: str | None = None,
+    dry_run: bool = False,
+) -> Secret:
     def run(conn: Connection) -> Secret:
         key = (secrets.c.namespace == namespace) & (secrets.c.name == name)
         row = conn.execute(select(secrets).where(key)).first()
         if row is None:
             raise ResourceNotFound(SECRETS, "", name)
+        if (expected_version is not None and row.resource_version != expected_version) or (
+            expected_uid is not None and row.uid != expected_uid
+        ):
+            raise ResourceConflict(
+                f'Operation cannot be fulfilled on secrets "{name}": precondition failed',
+                kind=SECRETS,
+                group="",
+                name=name,
+            )
         conn.execute(delete(secrets).where(key))
         gone = {"metadata": {"name": name, "namespace": namespace, "uid": row.uid}}
         changes.record(reg.db, conn, [Change(SECRETS, namespace, name, DELETED, gone)])
         return _from_row(reg, row, reveal=False)
 
-    return await reg.db.write(run)
+    return await reg.db.write(run, rehearse=dry_run)

@@ -43,7 +43,14 @@ async def test_core_api_versions_and_resources(client):
             "kind": "Namespace",
             "verbs": ["get", "list"],
             "shortNames": ["ns"],
-        }
+        },
+        {
+            "name": "secrets",
+            "singularName": "secret",
+            "namespaced": True,
+            "kind": "Secret",
+            "verbs": ["create", "delete", "get", "list", "patch", "update"],
+        },
     ]
 
 

@@ -43,6 +43,12 @@ IMAGE_ADMIN = frozenset({"pruner", "cluster-admin"})
 STREAM = f"{IMAGES}/namespaces/team/imagestreams"
 TAGS = f"{IMAGES}/namespaces/team/imagestreamtags"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+SECRETS = "/api/v1/namespaces/team/secrets"
+SECRET_BODY = {
+    "metadata": {"name": "pull"},
+    "type": "kubernetes.io/dockerconfigjson",
+    "stringData": {".dockerconfigjson": '{"auths": {"quay.io": {"auth": "dTpw"}}}'},
+}
 REVIEWS = "/apis/authorization.k8s.io/v1"
 
 
@@ -112,6 +118,17 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
         ("GET", "/openapi/v3/{path:path}"): cases(Case("/openapi/v3/apis/image.openshift.io/v1", AUTHENTICATED)),
         ("GET", "/api/v1/namespaces"): cases(Case("/api/v1/namespaces", AUTHENTICATED)),
         ("GET", "/api/v1/namespaces/{name}"): cases(api("/api/v1/namespaces/team", STREAM_READ)),
+        # Pull secrets: the namespace's admins and cluster-admins only.
+        ("GET", "/api/v1/namespaces/{namespace}/secrets"): cases(api(SECRETS, TEAM_ADMIN)),
+        ("POST", "/api/v1/namespaces/{namespace}/secrets"): cases(api(SECRETS, TEAM_ADMIN, body=SECRET_BODY)),
+        ("GET", "/api/v1/namespaces/{namespace}/secrets/{name}"): cases(api(f"{SECRETS}/pull", TEAM_ADMIN)),
+        ("PUT", "/api/v1/namespaces/{namespace}/secrets/{name}"): cases(
+            api(f"{SECRETS}/pull", TEAM_ADMIN, body=SECRET_BODY)
+        ),
+        ("PATCH", "/api/v1/namespaces/{namespace}/secrets/{name}"): cases(
+            api(f"{SECRETS}/pull", TEAM_ADMIN, content=b"{}", headers=MERGE_PATCH)
+        ),
+        ("DELETE", "/api/v1/namespaces/{namespace}/secrets/{name}"): cases(api(f"{SECRETS}/pull", TEAM_ADMIN)),
         # Lists across namespaces answer anyone, keeping the namespaces where the caller may list.
         ("GET", f"{IMAGES}/imagestreams"): cases(Case(f"{IMAGES}/imagestreams", AUTHENTICATED)),
         ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreams"): cases(

@@ -458,6 +458,24 @@ def test_diff_shows_only_what_would_change(kubectl, tmp_path):
     assert get_yaml(kc, "is", "diffed")["metadata"]["labels"] == {"tier": "one"}
 
 
+def test_pull_secrets_as_kubectl_creates_them(kubectl, tmp_path):
+    create = ["create", "secret", "docker-registry", "upstream", "--docker-server=quay.io",
+              "--docker-username=robot", "--docker-password=s3cret-pw", "-n", NS]  # fmt: skip
+    err = kubectl("editor").fails(*create)
+    assert "cannot create secrets in namespace team" in err and "s3cret-pw" not in err, err  # admins only
+    admin = kubectl("admin")
+    assert admin.ok(*create) == "secret/upstream created\n"
+    secret = get_yaml(admin, "secret", "upstream", "-n", NS)
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    assert auths["quay.io"]["username"] == "robot" and auths["quay.io"]["password"] == "s3cret-pw"
+    header, rows = parse_table(admin.ok("get", "secrets", "-n", NS))
+    assert header == ["NAME", "TYPE", "DATA", "AGE"]
+    assert row(rows, "upstream")[1:3] == ["kubernetes.io/dockerconfigjson", "1"]
+    assert "Forbidden" in kubectl("viewer").fails("get", "secrets", "-n", NS)
+    assert admin.ok("delete", "secret", "upstream", "-n", NS) == 'secret "upstream" deleted\n'
+
+
 def test_images_and_image_stream_images(kubectl, seeded):
     admin, viewer = kubectl("admin"), kubectl("viewer")
     isimage = get_yaml(viewer, "isimage", f"base@{seeded}")

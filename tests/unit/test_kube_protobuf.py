@@ -452,3 +452,26 @@ def test_deep_nesting_along_declared_fields_stops_at_the_declared_depth():
             assert "not UTF-8" in str(e), (depth, e)
         else:
             assert isinstance(decoded["spec"]["resourceAttributes"]["namespace"], str), depth
+
+
+def test_a_secret_as_kubectl_create_secret_sends_it():
+    from registry.kube.core_v1 import SECRETS
+
+    def entry(number: int, k: str, v: bytes | str) -> bytes:
+        return ld(number, ld(1, k) + ld(2, v))
+
+    meta = ld(1, "pull") + ld(3, "team") + entry(11, "a", "b") + entry(11, "c", "d") + entry(12, "note", "x")
+    raw = ld(1, meta) + entry(2, ".dockerconfigjson", b"\x00{}\xff") + ld(3, "kubernetes.io/dockerconfigjson")
+    raw += entry(4, "plain", "text") + vi(5, 1)
+    obj = decode_object(envelope(raw, kind="Secret", api_version="v1"), SECRETS.protobuf)
+    assert obj == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "pull", "namespace": "team", "labels": {"a": "b", "c": "d"}, "annotations": {"note": "x"}},
+        "data": {".dockerconfigjson": "AHt9/w=="},  # bytes as the JSON form has them: base64
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {"plain": "text"},
+        "immutable": True,
+    }
+    with pytest.raises(ProtobufError):
+        decode_object(envelope(ld(1, meta) + vi(2, 7), kind="Secret", api_version="v1"), SECRETS.protobuf)
