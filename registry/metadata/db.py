@@ -172,20 +172,17 @@ class Database:
             self._statements[key] = stmt
         return stmt
 
-    def upsert(
-        self, table: Any, index_elements: tuple[str, ...], update: tuple[str, ...], returning: tuple[str, ...] = ()
-    ) -> Insert:
-        """INSERT ... ON CONFLICT DO UPDATE of the `update` columns (RETURNING `returning`, of
-        the inserted or the updated row); built once."""
-        key = ("upsert", table.name, index_elements, update, returning)
+    def upsert(self, table: Any, index_elements: tuple[str, ...], update: tuple[str, ...]) -> Insert:
+        """INSERT ... ON CONFLICT DO UPDATE of the `update` columns; built once. No RETURNING:
+        taking the manifest id from it made tests/e2e/test_prune_stress.py lose a blob under
+        load (2 runs of 8; 0 of 12 reading the id after the upsert), cause not yet known."""
+        key = ("upsert", table.name, index_elements, update)
         stmt = self._statements.get(key)
         if stmt is None:
             base = self.dialect.insert(table)
             stmt = base.on_conflict_do_update(
                 index_elements=list(index_elements), set_={c: base.excluded[c] for c in update}
             )
-            if returning:
-                stmt = stmt.returning(*(table.c[c] for c in returning))
             self._statements[key] = stmt
         return stmt
 

@@ -176,8 +176,8 @@ def _store_manifest(
             )
     stored_before = conn.execute(_ANY_HOLDER, {"digest": digest}).all()
     new_here = all(row.repository_id != repo_id for row in stored_before)
-    manifest_id = conn.execute(
-        db.upsert(manifests, ("repository_id", "digest"), ("last_pushed_at",), returning=("id",)),
+    conn.execute(
+        db.upsert(manifests, ("repository_id", "digest"), ("last_pushed_at",)),
         {
             "repository_id": repo_id,
             "digest": digest,
@@ -192,7 +192,8 @@ def _store_manifest(
             "pushed_by": pushed_by,
             "last_pushed_at": now,
         },
-    ).scalar_one()
+    )
+    manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": digest}).scalar_one()
     if new_here:
         if parsed.blobs:
             conn.execute(
