@@ -25,7 +25,7 @@ from starlette.responses import Response
 from registry.api import kubeapi, objects
 from registry.api.imagestreams import deleted_status, in_namespace, path_namespace
 from registry.api.routing import RouteSpec, registry
-from registry.errors import ResourceInvalid, ResourceNotFound, Unsupported
+from registry.errors import ResourceNotFound, Unsupported
 from registry.kube import core_v1
 from registry.kube.core_v1 import SECRETS
 from registry.kube.meta import timestamp
@@ -62,32 +62,22 @@ def _name(request: Request) -> tuple[str, str]:
     return namespace, name
 
 
-def _invalid(name: str, field: str, message: str) -> ResourceInvalid:
-    return ResourceInvalid(
-        f'Secret "{name}" is invalid: {field}: {message}',
-        kind="Secret",
-        group="",
-        name=name or None,
-        causes=[{"reason": "FieldValueInvalid", "message": message, "field": field}],
-    )
-
-
 def _parsed(obj: dict[str, Any], namespace: str, name: str) -> tuple[str, dict[str, bytes], dict, dict]:
     """(type, data, labels, annotations) of a Secret body; `data` values are base64 and
     `stringData` plain text over them, as the API server takes them."""
     metadata = obj.get("metadata") or {}
     if metadata.get("name") not in (None, name):
-        raise _invalid(name, "metadata.name", f"must be {name!r}, the name in the URL")
+        raise secrets.invalid(name, "metadata.name", f"must be {name!r}, the name in the URL")
     if metadata.get("namespace") not in (None, "", namespace):
-        raise _invalid(name, "metadata.namespace", f"must be {namespace!r}")
+        raise secrets.invalid(name, "metadata.namespace", f"must be {namespace!r}")
     if obj.get("kind") not in (None, "Secret") or obj.get("apiVersion") not in (None, "v1"):
-        raise _invalid(name, "kind", "must be Secret of apiVersion v1")
+        raise secrets.invalid(name, "kind", "must be Secret of apiVersion v1")
     data: dict[str, bytes] = {}
     for key, value in (obj.get("data") or {}).items():
         try:
             data[key] = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise _invalid(name, f"data[{key[:100]}]", "must be base64") from None
+            raise secrets.invalid(name, f"data[{key[:100]}]", "must be base64") from None
     for key, value in (obj.get("stringData") or {}).items():
         data[key] = value.encode()
     type_ = obj.get("type") or ""
@@ -132,7 +122,7 @@ async def create_secret(request: Request) -> Response:
     obj, warnings = await kubeapi.read_object(request, SECRETS, COMPONENTS)
     name = (obj.get("metadata") or {}).get("name")
     if not isinstance(name, str) or not name:
-        raise _invalid("", "metadata.name", "name or generateName is required")
+        raise secrets.invalid("", "metadata.name", "name or generateName is required")
     return await _write(request, obj, namespace, name, True, warnings, 201)
 
 

@@ -43,12 +43,13 @@ class Secret:
     data: dict[str, bytes] | None = field(default=None, repr=False)  # only when opened
 
 
-def _invalid(name: str, field_path: str, message: str) -> ResourceInvalid:
+def invalid(name: str, field_path: str, message: str) -> ResourceInvalid:
+    """A Secret that fails validation, one cause naming the field (as the API server has it)."""
     return ResourceInvalid(
         f'Secret "{name}" is invalid: {field_path}: {message}',
         kind="Secret",
         group="",
-        name=name,
+        name=name or None,
         causes=[{"reason": "FieldValueInvalid", "message": message, "field": field_path}],
     )
 
@@ -62,15 +63,15 @@ def check_data(name: str, type_: str, data: dict[str, bytes]) -> None:
     (a bad pull secret is refused when written, not when an import needs it)."""
     key = DATA_KEYS.get(type_)
     if key is None:
-        raise _invalid(name, "type", f"must be {DOCKERCONFIGJSON} or {DOCKERCFG}: the registry keeps pull secrets only")
+        raise invalid(name, "type", f"must be {DOCKERCONFIGJSON} or {DOCKERCFG}: the registry keeps pull secrets only")
     if set(data) != {key}:
-        raise _invalid(name, "data", f"a {type_} Secret holds exactly the key {key!r}")
+        raise invalid(name, "data", f"a {type_} Secret holds exactly the key {key!r}")
     if len(data[key]) > MAX_DATA_BYTES:
-        raise _invalid(name, f"data[{key}]", f"may hold at most {MAX_DATA_BYTES} bytes")
+        raise invalid(name, f"data[{key}]", f"may hold at most {MAX_DATA_BYTES} bytes")
     try:
         parse_docker_config(data[key], type_)
     except DockerConfigError as e:
-        raise _invalid(name, f"data[{key}]", str(e)) from None
+        raise invalid(name, f"data[{key}]", str(e)) from None
 
 
 def _sealed(reg: Registry, namespace: str, name: str, data: dict[str, bytes]) -> bytes:
@@ -114,7 +115,7 @@ async def create_secret(
     of that name (NotFound without `create` when there is none; Conflict when it is no
     longer at `expected_version`). A dry run checks all of that and stores nothing."""
     if not valid_name(namespace) or not valid_name(name):
-        raise _invalid(name[:253], "metadata.name", "must be a lowercase name: letters, digits, '.', '_', '-'")
+        raise invalid(name[:253], "metadata.name", "must be a lowercase name: letters, digits, '.', '_', '-'")
     check_data(name, type_, data)
     sealed = _sealed(reg, namespace, name, data)
 
