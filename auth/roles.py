@@ -19,6 +19,7 @@ RESOURCES = (
     "imagestreams/layers",
     "imagestreamtags",
     "imagestreamimages",
+    "imagestreamimports",
     "images",
     "rolebindings",
     "registry/metrics",
@@ -78,6 +79,7 @@ ROLES: dict[str, Role] = {
             (
                 _rule("get update", "imagestreams/layers"),
                 _rule(f"{READ} {WRITE}", STREAMS),
+                _rule("create", "imagestreamimports"),  # import images from other registries
                 # OpenShift's registry-editor may delete image stream tags in its namespace;
                 # here that is deleting tags, manifests and blob links (so an editor's
                 # credentials pass the OCI conformance suite's content-management workflow).
@@ -87,7 +89,7 @@ ROLES: dict[str, Role] = {
         ),
         Role(
             "admin",
-            (_rule(ALL_VERBS, f"{STREAMS} imagestreams/layers images rolebindings secrets"),),
+            (_rule(ALL_VERBS, f"{STREAMS} imagestreamimports imagestreams/layers images rolebindings secrets"),),
             description="everything in a namespace, including deletes and role bindings",
         ),
         Role(
@@ -106,7 +108,7 @@ ROLES: dict[str, Role] = {
 # qualified by their API group.
 SHORT_NAMES = {"is": "imagestreams", "istag": "imagestreamtags", "isimage": "imagestreamimages"}
 GROUPS = {
-    "image.openshift.io": ("imagestreams", "imagestreamtags", "imagestreamimages", "images"),
+    "image.openshift.io": ("imagestreams", "imagestreamtags", "imagestreamimages", "imagestreamimports", "images"),
     "imageregistry.operator.openshift.io": ("imagepruners",),
     "rbac.authorization.k8s.io": ("rolebindings",),
     "authorization.k8s.io": ("subjectaccessreviews",),

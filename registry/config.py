@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
@@ -170,6 +171,78 @@ class SecretsConfig:
     key_file: str = ""
 
 
+@dataclass(frozen=True)
+class AllowedRegistry:
+    """One entry of imports.allowed_registries (OpenShift's allowedRegistriesForImport): a
+    host[:port] pattern where `*` stands for one DNS label, and whether that registry may be
+    reached over plain HTTP or unverified TLS."""
+
+    domain_name: str
+    insecure: bool = False
+
+
+class AllowedRegistries(tuple[AllowedRegistry, ...]):
+    """The list, as a type of its own so the loader knows how to read it."""
+
+
+def parse_allowed_registries(value: Any) -> AllowedRegistries:
+    """A YAML list whose items are `host[:port]` strings or mappings {domain_name, insecure};
+    from the environment, the same list as YAML/JSON, or comma-separated hosts."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = yaml.safe_load(text) if text.startswith("[") else [h.strip() for h in text.split(",") if h.strip()]
+    if value is None:
+        return AllowedRegistries()
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be a list of host patterns")
+    entries = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            item = {"domain_name": item}
+        if not isinstance(item, dict):
+            raise ValueError(f"item {i}: must be a host pattern or a mapping with domain_name and insecure")
+        name = item.get("domain_name", item.get("domainName"))
+        unknown = set(item) - {"domain_name", "domainName", "insecure"}
+        if unknown:
+            raise ValueError(f"item {i}: unknown key {sorted(unknown)[0]!r} (known: domain_name, insecure)")
+        if not isinstance(name, str) or not _PATTERN_RE.fullmatch(name):
+            raise ValueError(f"item {i}: {name!r} is not a host[:port] pattern such as quay.io or *.example.com:5000")
+        entries.append(AllowedRegistry(name.lower(), parse_bool(item.get("insecure", False))))
+    return AllowedRegistries(entries)
+
+
+_LABEL = r"(?:\*|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)"
+_PATTERN_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::\d{{1,5}})?")
+
+
+@dataclass
+class ImportsConfig:
+    # Where imports and pull-through may go (OpenShift's allowedRegistriesForImport): host[:port]
+    # patterns, `*` for one DNS label, each optionally `insecure`. Empty: every registry except
+    # link-local and cloud metadata addresses.
+    allowed_registries: AllowedRegistries = field(default_factory=AllowedRegistries)
+    # Tags with importPolicy.scheduled are re-imported this often, at most max_per_minute
+    # imports a minute across all replicas (one replica runs them, under a lease).
+    scheduled_interval: Duration = Duration(15 * 60)
+    max_per_minute: int = 60
+    # A whole-repository import takes at most this many tags (the rest are reported).
+    max_tags_per_repository: int = 50
+    # Legacy import mode picks this platform out of a manifest list (tag annotations
+    # importer.image.openshift.io/prefer-os and prefer-arch override it).
+    default_platform: str = "linux/amd64"
+    default_import_mode: str = "Legacy"
+    # PEM CAs trusted besides the system ones, for imports and pull-through.
+    ca_bundle: str = ""
+    # A docker config.json / podman auth.json used after the namespace's pull secrets (the
+    # cluster's install pull secret).
+    auth_file: str = ""
+    connect_timeout: Duration = Duration(10)
+    read_timeout: Duration = Duration(30)
+    # Whether this process runs the import controller (tags whose generation rose, and
+    # scheduled tags); it still runs under a lease on one replica at a time.
+    controller: bool = True
+
+
 @dataclass
 class PrunerConfig:
     # The initial spec of the ImagePruner resource (OpenShift's defaults). Once the
@@ -204,6 +277,7 @@ class Config:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     changes: ChangesConfig = field(default_factory=ChangesConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    imports: ImportsConfig = field(default_factory=ImportsConfig)
 
     # derived values -----------------------------------------------------------------------
     @property
@@ -236,6 +310,8 @@ def _coerce(typ: Any, value: Any) -> Any:
         return parse_duration(value)
     if typ is ByteSize:
         return parse_size(value)
+    if typ is AllowedRegistries:
+        return parse_allowed_registries(value)
     if typ is str:
         if isinstance(value, dict | list):
             raise ValueError(f"must be a string, not a {'mapping' if isinstance(value, dict) else 'list'}")
@@ -379,6 +455,24 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
     for name in ("catalog_max_entries", "tags_max_entries"):
         check(getattr(cfg.pagination, name) >= 1, f"pagination.{name}", "must be at least 1")
     _validate_pruner(cfg.pruner, check)
+    _validate_imports(cfg.imports, check)
+
+
+def _validate_imports(i: ImportsConfig, check: Any) -> None:
+    check(i.scheduled_interval >= 1, "imports.scheduled_interval", "must be at least 1s")
+    check(i.max_per_minute >= 0, "imports.max_per_minute", "must not be negative (0: no limit)")
+    check(i.max_tags_per_repository >= 1, "imports.max_tags_per_repository", "must be at least 1")
+    os_, _, arch = i.default_platform.partition("/")
+    check(bool(os_) and bool(arch), "imports.default_platform", f"must be OS/ARCH, not {i.default_platform!r}")
+    check(
+        i.default_import_mode in ("Legacy", "PreserveOriginal"),
+        "imports.default_import_mode",
+        f"must be Legacy or PreserveOriginal, not {i.default_import_mode!r}",
+    )
+    for name in ("ca_bundle", "auth_file"):
+        path = getattr(i, name)
+        check(not path or os.path.isfile(path), f"imports.{name}", f"{path} does not exist")
+    check(i.connect_timeout > 0 and i.read_timeout > 0, "imports.read_timeout", "timeouts must be positive")
 
 
 def _validate_pruner(p: PrunerConfig, check: Any) -> None:

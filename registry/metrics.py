@@ -59,6 +59,33 @@ pruner_deleted = Counter(
 )
 pruner_freed_bytes = Counter("okura_image_pruner_freed_bytes_total", "Storage bytes freed by the image pruner")
 
+# Imports and pull-through (registry/model/imports.py, pullthrough.py), with OpenShift's names
+# for what its registry also measures.
+imports_total = Counter(
+    "okura_image_imports_total",
+    "Images imported from other registries, by outcome (success or the failure reason)",
+    ["outcome"],
+)
+pullthrough_cache_requests = Counter(
+    "imageregistry_pullthrough_blobstore_cache_requests_total",
+    "Pull-through blob requests: Hit (stored here by an earlier pull) or Miss (fetched upstream)",
+    ["type"],
+)
+pullthrough_errors = Counter(
+    "imageregistry_pullthrough_repository_errors_total",
+    "Pull-through requests to upstream registries that failed",
+    ["registry", "operation", "code"],
+)
+pullthrough_duration = Histogram(
+    "imageregistry_pullthrough_repository_duration_seconds",
+    "Pull-through requests to upstream registries",
+    ["registry", "operation"],
+    buckets=_LATENCY,
+)
+pullthrough_bytes = Counter(
+    "okura_pullthrough_bytes_total", "Blob bytes fetched from upstream registries by pull-through", ["registry"]
+)
+
 
 def render() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY

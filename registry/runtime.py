@@ -38,7 +38,7 @@ from registry.model.changes import ChangeWaiter
 from registry.model.context import Registry
 from registry.model.repositories import repository_id
 from registry.pruning import schedule as prune_schedule
-from registry.tasks import change_trim, heartbeat, upload_purge
+from registry.tasks import change_trim, heartbeat, import_controller, upload_purge
 from storage import create_storage
 
 log = logging.getLogger("okura")
@@ -102,6 +102,8 @@ def background_jobs(reg: Registry) -> dict[str, Callable[[], Awaitable[None]]]:
     }
     if reg.config.uploads.purge_enabled:
         jobs["upload-purge"] = lambda: upload_purge.run_forever(reg)
+    if reg.config.imports.controller:
+        jobs["image-import"] = lambda: import_controller.run_forever(reg)
     return jobs
 
 

@@ -10,8 +10,8 @@ from starlette.responses import RedirectResponse, Response
 from registry.api.file_body import FileBody
 from registry.api.responses import StreamedBody, empty
 from registry.api.routing import RouteSpec, delete, path_digest, pull, registry, repo_name
-from registry.errors import RangeNotSatisfiable
-from registry.model import blobs
+from registry.errors import BlobUnknown, RangeNotSatisfiable, Unavailable
+from registry.model import blobs, pullthrough
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 MAX_OFFSET_DIGITS = 19  # a signed 64-bit offset; longer numbers never reach int()
@@ -44,7 +44,9 @@ async def get_blob(request: Request) -> Response:
     reg = registry(request)
     name = repo_name(request)
     digest = path_digest(request)
-    size = await blobs.blob_size(reg, name, digest)
+    size = await blobs.linked_blob_size(reg, name, digest)
+    if size is None:
+        return await _pull_through(request, name, digest)
     # Only GET is redirected: a HEAD is answered from the metadata, sparing the client a
     # round trip to object storage.
     url = await blobs.redirect_url(reg, digest, "GET") if request.method == "GET" else None
@@ -77,6 +79,26 @@ async def get_blob(request: Request) -> Response:
         return Response(cached[start : start + length], status, headers, media_type="application/octet-stream")
     body = await blobs.read_blob(reg, digest, start, length) if length else None
     return StreamedBody(body, status, headers)
+
+
+async def _pull_through(request: Request, name: str, digest: str) -> Response:
+    """A blob an imported image references and this registry does not hold yet: stream it
+    from the upstream (stored on the way), or link the copy another repository has."""
+    reg = registry(request)
+    remote = await pullthrough.find(reg, name, digest)
+    if remote is None:
+        raise BlobUnknown(detail={"digest": digest})
+    if await pullthrough.local_copy(reg, remote):
+        return await get_blob(request)
+    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
+    if request.method == "HEAD":
+        return StreamedBody(None, 200, {**headers, "Content-Length": str(remote.size)})
+    if request.headers.get("range"):  # a part of it: store it whole first, then serve the part
+        if await pullthrough.fetch_to_storage(reg, remote):
+            return await get_blob(request)
+        raise Unavailable("the blob is being fetched from upstream; retry", headers={"Retry-After": "1"})
+    body = await pullthrough.open_stream(reg, remote)
+    return StreamedBody(body, 200, {**headers, "Content-Length": str(remote.size)})
 
 
 async def delete_blob(request: Request) -> Response:

@@ -15,8 +15,10 @@ from registry.model.streams import (
     FROM_KINDS,
     IMPORT_MODES,
     REFERENCE_POLICIES,
+    StatusTag,
     Stream,
     StreamEdit,
+    TagItem,
     TagReference,
 )
 from registry.names import TAG_RE
@@ -107,6 +109,43 @@ def tag_reference(ref: TagReference) -> dict[str, Any]:
     return out
 
 
+def item_reference(stream: Stream, tag: str, item: TagItem, host: str) -> str:
+    """Where consumers pull a tag's image from: the upstream pull spec for an imported image
+    whose tag keeps referencePolicy Source, else this registry (pull-through serves it)."""
+    spec = stream.spec_tag(tag)
+    if item.reference and (spec is None or spec.reference_policy == "Source"):
+        return item.reference
+    return f"{host}/{stream.repository}@{item.image}"
+
+
+def _status_tag(stream: Stream, t: StatusTag, host: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "tag": t.tag,
+        "items": [
+            {
+                "created": timestamp(item.created),
+                "dockerImageReference": item_reference(stream, t.tag, item, host),
+                "image": item.image,
+                "generation": item.generation,
+            }
+            for item in t.items
+        ],
+    }
+    if t.conditions:
+        out["conditions"] = [
+            {
+                "type": c.type,
+                "status": c.status,
+                "lastTransitionTime": timestamp(c.last_transition),
+                "reason": c.reason,
+                "message": c.message,
+                "generation": c.generation,
+            }
+            for c in t.conditions
+        ]
+    return out
+
+
 def stream_object(stream: Stream, host: str, public_host: str = "") -> dict[str, Any]:
     """The ImageStream; references start with `host`, and with `public_host` (when there is
     one) in status.publicDockerImageRepository, as OpenShift's external route shows."""
@@ -131,21 +170,7 @@ def stream_object(stream: Stream, host: str, public_host: str = "") -> dict[str,
         "status": {
             "dockerImageRepository": reference,
             **({"publicDockerImageRepository": f"{public_host}/{stream.repository}"} if public_host else {}),
-            "tags": [
-                {
-                    "tag": t.tag,
-                    "items": [
-                        {
-                            "created": timestamp(item.created),
-                            "dockerImageReference": f"{reference}@{item.image}",
-                            "image": item.image,
-                            "generation": item.generation,
-                        }
-                        for item in t.items
-                    ],
-                }
-                for t in stream.status_tags
-            ],
+            "tags": [_status_tag(stream, t, host) for t in stream.status_tags],
         },
     }
 
@@ -260,12 +285,16 @@ def stream_tag_object(stream: Stream, tag: str, image: Image | None, host: str) 
         "generation": item.generation if item else (spec.generation if spec and spec.generation else stream.generation),
         "lookupPolicy": {"local": stream.lookup_local},
     }
+    if status is not None and status.conditions:
+        out["conditions"] = _status_tag(stream, status, host)["conditions"]
     if image is not None:
         out["image"] = image_object(image, host)
+        if item is not None:
+            out["image"]["dockerImageReference"] = item_reference(stream, tag, item, host)
     elif item is not None:  # lists and watches: the image's name and reference, not the whole image
         out["image"] = {
             "metadata": {"name": item.image},
-            "dockerImageReference": f"{host}/{stream.repository}@{item.image}",
+            "dockerImageReference": item_reference(stream, tag, item, host),
         }
     return out
 
@@ -273,7 +302,7 @@ def stream_tag_object(stream: Stream, tag: str, image: Image | None, host: str) 
 def stream_tag_row(stream: Stream, tag: str, host: str) -> list[Any]:
     status = stream.status_tag(tag)
     item = status.items[0] if status and status.items else None
-    reference = f"{host}/{stream.repository}@{item.image}" if item else ""
+    reference = item_reference(stream, tag, item, host) if item else ""
     return [f"{stream.name}:{tag}", reference, age(item.created) if item else ""]
 
 

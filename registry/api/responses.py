@@ -6,6 +6,10 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from registry.errors import RegistryError
+
+ABORT = "okura.http.response.abort"  # registry/server/zerocopy.py offers it
+
 
 class StreamedBody(Response):
     """Streams an async iterator without Starlette's per-response disconnect watcher
@@ -36,6 +40,12 @@ class StreamedBody(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             raise ClientDisconnect() from None
+        except RegistryError:
+            # The body failed after its headers went out (the cause is logged where it
+            # happened): drop the connection, so the client sees a short body, not a whole one.
+            if ABORT not in (scope.get("extensions") or {}):
+                raise
+            await send({"type": ABORT})
         finally:
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
 

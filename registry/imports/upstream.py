@@ -9,7 +9,8 @@ and 4): the first matching pull secret is used, a refused credential is retried 
 images behind a wrong secret still import), and `insecure` means "TLS without verification, else plain
 HTTP". Where the importer is lax, this client is strict on purpose:
 - every host contacted (the registry, its token realm, every redirect target, a tag list's next page) is
-  first put to the caller's `allow_host` guard, so an import cannot be pointed at internal services;
+  first put to the caller's `allow_host` guard (registry.imports.guard.HostGuard.check), so an import cannot
+  be pointed at internal services;
 - Authorization never leaves the registry's origin: a blob redirected to S3 or a CDN goes there bare;
 - manifests are read up to a size limit and checked against the digest asked for and the one announced;
   blobs are hashed while they stream, and a mismatch fails the stream at its end;
@@ -27,7 +28,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -101,7 +102,7 @@ class UpstreamNotFound(UpstreamError):
 
 
 class UpstreamRefused(UpstreamError):
-    """We refused to contact a host: the caller's allow_host guard said no. Nothing was sent to it."""
+    """We refused to contact a host: the caller's allow_host guard said no, and why. Nothing was sent to it."""
 
 
 class DigestMismatch(UpstreamError):
@@ -261,8 +262,9 @@ class Upstream:
         (A credential's identity_token, docker's OAuth refresh token, is not used.)
     insecure: accept any TLS certificate, and fall back to plain HTTP when TLS does not connect at all.
     ca_bundle: a PEM file of CAs trusted besides the system ones.
-    allow_host: the SSRF guard, called with the host[:port] of every URL before anything is sent there (the
-        registry itself, which for docker.io is registry-1.docker.io; token realms; redirect targets).
+    allow_host: the SSRF guard, awaited with the host[:port] of every URL before anything is sent there (the
+        registry itself, which for docker.io is registry-1.docker.io; token realms; redirect targets); it
+        answers None to allow, else the reason, which UpstreamRefused quotes. Async: it may resolve names.
     """
 
     def __init__(
@@ -270,7 +272,7 @@ class Upstream:
         host: str,
         credentials: Sequence[Credential] = (),
         *,
-        allow_host: Callable[[str], bool],
+        allow_host: Callable[[str], Awaitable[str | None]],
         insecure: bool = False,
         ca_bundle: str | None = None,
         connect_timeout: float = 10.0,
@@ -535,7 +537,7 @@ class Upstream:
             raise RuntimeError("Upstream is used outside `async with`")
         origin = _origin(url)
         for hop in range(MAX_REDIRECTS + 1):
-            self._allow(url, shown, role if hop == 0 else f"{role} redirect target")
+            await self._allow(url, shown, role if hop == 0 else f"{role} redirect target")
             if _origin(url) != origin:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             with _network_errors(shown, _netloc(url), self):
@@ -552,10 +554,11 @@ class Upstream:
                 raise UpstreamError(shown, f"redirect to a {_shown(url.scheme)!r} URL refused")
         raise UpstreamError(shown, f"more than {MAX_REDIRECTS} redirects")
 
-    def _allow(self, url: httpx.URL, shown: str, role: str) -> None:
+    async def _allow(self, url: httpx.URL, shown: str, role: str) -> None:
         host = _netloc(url)
-        if not self.allow_host(host):
-            raise UpstreamRefused(shown, f"{role} {host} is not an allowed host; nothing was sent to it")
+        reason = await self.allow_host(host)
+        if reason is not None:
+            raise UpstreamRefused(shown, f"refused to contact {role} {host}: {reason}; nothing was sent to it")
 
     async def _check_status(self, response: httpx.Response, shown: str, what: str) -> None:
         """Raise for anything but 200, with the registry's own explanation when it gave one."""

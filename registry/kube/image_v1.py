@@ -162,6 +162,56 @@ IMAGE_STREAM_IMAGE: Schema = obj(
 )
 
 
+IMPORT_POLICY: Schema = obj(
+    {
+        "insecure": boolean("Allow plain HTTP and unverified TLS for the import."),
+        "scheduled": boolean("Re-import periodically."),
+        "importMode": string("Legacy or PreserveOriginal.", enum=("Legacy", "PreserveOriginal")),
+    },
+    "How an external image is imported.",
+)
+REFERENCE_POLICY: Schema = obj(
+    {"type": string("Source (the default) or Local.", enum=("Source", "Local"))},
+    "Whether consumers pull from the source or through this registry.",
+)
+IMAGE_STREAM_IMPORT: Schema = obj(
+    {
+        "kind": KIND,
+        "apiVersion": API,
+        "metadata": OBJECT_META,
+        "spec": obj(
+            {
+                "import": boolean("Store the result (false: a dry run that only reports)."),
+                "images": array(
+                    obj(
+                        {
+                            "from": ref(f"{PREFIX}.ObjectReference", "A DockerImage pull spec."),
+                            "to": obj({"name": string("The tag to import into.")}),
+                            "importPolicy": IMPORT_POLICY,
+                            "referencePolicy": REFERENCE_POLICY,
+                            "includeManifest": boolean("Return the manifest in the status."),
+                        },
+                        "One image to import.",
+                    )
+                ),
+                "repository": obj(
+                    {
+                        "from": ref(f"{PREFIX}.ObjectReference", "A DockerImage repository, no tag or digest."),
+                        "importPolicy": IMPORT_POLICY,
+                        "referencePolicy": REFERENCE_POLICY,
+                        "includeManifest": boolean(),
+                    },
+                    "A whole repository to import (its first tags).",
+                ),
+            },
+            "What to import.",
+        ),
+        "status": free_form("What was imported (set by the server)."),
+    },
+    "A request to import images from another registry into a stream (create only).",
+)
+
+
 def _list(kind: str) -> Schema:
     return obj(
         {"kind": KIND, "apiVersion": API, "metadata": LIST_META, "items": array(ref(f"{PREFIX}.{kind}"))},
@@ -184,6 +234,7 @@ COMPONENTS: dict[str, Schema] = {
     f"{PREFIX}.ImageStreamTag": IMAGE_STREAM_TAG,
     f"{PREFIX}.ImageStreamTagList": _list("ImageStreamTag"),
     f"{PREFIX}.ImageStreamImage": IMAGE_STREAM_IMAGE,
+    f"{PREFIX}.ImageStreamImport": IMAGE_STREAM_IMPORT,
 }
 
 IMAGE_STREAMS = ResourceDef(
@@ -242,4 +293,14 @@ IMAGES = ResourceDef(
     ),
 )
 
-RESOURCES = (IMAGE_STREAMS, IMAGE_STREAM_TAGS, IMAGE_STREAM_IMAGES, IMAGES)
+IMAGE_STREAM_IMPORTS = ResourceDef(
+    GROUP,
+    VERSION,
+    "ImageStreamImport",
+    "imagestreamimports",
+    namespaced=True,
+    verbs=("create",),
+    schema=f"{PREFIX}.ImageStreamImport",
+)
+
+RESOURCES = (IMAGE_STREAMS, IMAGE_STREAM_TAGS, IMAGE_STREAM_IMAGES, IMAGES, IMAGE_STREAM_IMPORTS)

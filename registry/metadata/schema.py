@@ -48,6 +48,11 @@ repositories = Table(
     # The stream was deleted: its tags and history are gone, its images are left to the
     # pruner; a push or a create brings the stream back as a new object.
     Column("deleted_at", TS, nullable=True),
+    # Imports (registry/model/imports.py): each tag's ImportSuccess condition after a failed
+    # import ({tag: condition}), and when the stream's tags were last imported (the
+    # scheduler's clock).
+    Column("tag_conditions", JSON, nullable=True),
+    Column("imported_at", TS, nullable=True),
 )
 
 # Blobs known to be in storage, global and content addressed.
@@ -95,6 +100,10 @@ manifests = Table(
     # Every push of this manifest sets it: a re-pushed manifest counts as young.
     Column("last_pushed_at", TS, nullable=True),
     Column("resource_version", BigInteger, nullable=False, server_default="1"),  # the change adding it
+    # An imported manifest: the upstream repository (host/path) its blobs are fetched from on
+    # first pull (pull-through), and whether that may be plain HTTP or unverified TLS.
+    Column("upstream", String(512), nullable=True),
+    Column("upstream_insecure", Boolean, nullable=True),
     UniqueConstraint("repository_id", "digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
     Index("ix_manifests_digest", "digest"),
@@ -139,6 +148,7 @@ tag_events = Table(
     Column("created_at", TS, nullable=False),
     Column("pushed_by", String(255), nullable=True),
     Column("generation", BigInteger, nullable=False, server_default="1"),  # the stream's at the time
+    Column("reference", String(700), nullable=True),  # imported: the upstream pull spec by digest
     Index("ix_tag_events_repo_tag", "repository_id", "tag", "created_at"),
     Index("ix_tag_events_digest", "digest"),
 )

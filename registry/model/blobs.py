@@ -193,3 +193,61 @@ async def unlink_blob(reg: Registry, repo: str, digest: str) -> None:
     if not await reg.db.write(_unlink, repo, digest):
         raise BlobUnknown(detail={"digest": digest})
     await reg.cache.changed(repo)
+
+
+# -- blobs fetched from elsewhere (imports, pull-through) -----------------------------------
+
+
+def link_referenced_blob(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> bool:
+    """Link a stored blob that a manifest of the repository already references (an imported
+    one): not pending, since nothing is awaited. False when the collector has claimed it."""
+    if not link_blob(db, conn, repo_id, digest, size):
+        return False
+    conn.execute(
+        update(repository_blobs)
+        .where(repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest)
+        .values(pending_since=None)
+    )
+    conn.execute(update(blobs).where(blobs.c.digest == digest).values(pending_since=None))
+    return True
+
+
+async def store_verified(
+    reg: Registry, upload_id: str, driver_state: dict[str, Any], digest: str, size: int, repo: str
+) -> None:
+    """Commit upload data whose digest the caller verified, and link it to `repo`, whose
+    manifests reference it. Storage first, metadata second, as for a push."""
+    await reserve_blob(reg, digest, size)
+    try:
+        await reg.storage.commit_upload(upload_id, driver_state, digest, size)
+    except BlobNotFound:
+        info = await reg.storage.stat(digest)
+        if info is None or info.size != size:
+            raise
+    await link_existing(reg, repo, digest, size)
+
+
+async def link_existing(reg: Registry, repo: str, digest: str, size: int) -> bool:
+    """Link a blob already in storage to `repo`; False when it is not (or is being collected)."""
+
+    def link(conn: Connection) -> bool:
+        repo_id = repository_id_in(conn, repo)
+        return repo_id is not None and link_referenced_blob(reg.db, conn, repo_id, digest, size)
+
+    if await reg.db.write(link):
+        await reg.cache.changed(repo)
+        return True
+    return False
+
+
+async def stored_size(reg: Registry, digest: str) -> int | None:
+    """The size of a blob this registry holds in storage (in any repository), or None."""
+    row = await reg.db.read(
+        lambda conn: conn.execute(
+            select(blobs.c.size, blobs.c.deleting_since, blobs.c.pending_since).where(blobs.c.digest == digest)
+        ).first()
+    )
+    if row is None or row.deleting_since is not None:
+        return None
+    info = await reg.storage.stat(digest)
+    return info.size if info is not None and info.size == row.size else None

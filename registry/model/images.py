@@ -122,28 +122,46 @@ async def get_image(reg: Registry, digest: str, may_read: MayRead | None = None,
         raise ResourceNotFound(IMAGES, GROUP, digest)
     created = min(h.created_at for h in holders)
     version = min(h.resource_version for h in holders)
+    image = image_from_manifest(digest, holder.repo, created, version, row.media_type, bytes(row.content))
+    if row.config_digest and not image.is_index:
+        image = _replace(image, config_digest=row.config_digest)
+    if image.is_index or not config:
+        return image
+    parsed = await read_config(reg, image.config_digest, image.config_size)
+    return _replace(image, config=_config_metadata(parsed) if parsed is not None else None)
+
+
+def image_from_manifest(
+    digest: str,
+    repository: str,
+    created: datetime,
+    resource_version: int,
+    media_type: str,
+    content: bytes,
+    config: dict[str, Any] | None = None,
+) -> Image:
+    """The Image a manifest makes; `config` is its parsed config blob when the caller has
+    it (an import, before anything is stored)."""
     try:
-        document = json.loads(bytes(row.content))
+        document = json.loads(content)
     except ValueError:
         document = {}
     if not isinstance(document, dict):
         document = {}
-    base = Image(digest, holder.repo, created, version, row.media_type)
-    if row.media_type in INDEX_TYPES:
+    base = Image(digest, repository, created, resource_version, media_type)
+    if media_type in INDEX_TYPES:
         return _replace(base, manifests=tuple(_platform_manifest(m) for m in _list(document.get("manifests"))))
     descriptor = document.get("config") if isinstance(document.get("config"), dict) else {}
     layers = tuple(
         Layer(str(layer.get("digest")), _size(layer), str(layer.get("mediaType")))
         for layer in _list(document.get("layers"))
     )
-    config_digest = row.config_digest or descriptor.get("digest")
-    parsed = await read_config(reg, config_digest, _size(descriptor)) if config else None
     return _replace(
         base,
         layers=layers,
-        config_digest=config_digest,
+        config_digest=descriptor.get("digest"),
         config_size=_size(descriptor),
-        config=_config_metadata(parsed) if parsed is not None else None,
+        config=_config_metadata(config) if config is not None else None,
     )
 
 

@@ -102,12 +102,50 @@ class TagItem:
     created: datetime
     image: str  # the manifest digest
     generation: int
+    reference: str | None = None  # imported: the upstream pull spec by digest
+
+
+@dataclass(frozen=True)
+class TagCondition:
+    """A tag's ImportSuccess condition: the last import of it failed (OpenShift keeps only
+    failures; a successful import clears it)."""
+
+    reason: str
+    message: str
+    generation: int
+    last_transition: datetime
+    type: str = "ImportSuccess"
+    status: str = "False"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "message": self.message,
+            "generation": self.generation,
+            "last_transition": self.last_transition.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TagCondition:
+        return cls(
+            str(data["reason"]),
+            str(data["message"]),
+            int(data["generation"]),
+            as_utc(datetime.fromisoformat(data["last_transition"])),
+        )
 
 
 @dataclass(frozen=True)
 class StatusTag:
     tag: str
     items: tuple[TagItem, ...]  # newest first: items[0] is current
+    conditions: tuple[TagCondition, ...] = ()
+
+    def observed_generation(self) -> int:
+        """The spec generation this tag's status answers: its current item's or its failed
+        import's, whichever is newer (a failure counts, so a failing tag is not retried in a
+        loop)."""
+        return max([*(i.generation for i in self.items[:1]), *(c.generation for c in self.conditions), 0])
 
 
 @dataclass(frozen=True)
@@ -213,20 +251,31 @@ def load_streams(conn: Connection, namespace: str | None = None, name: str | Non
                 tag_events.c.digest,
                 tag_events.c.created_at,
                 tag_events.c.generation,
+                tag_events.c.reference,
             )
             .where(tag_events.c.repository_id.in_(ids))
             .order_by(tag_events.c.id.desc())
         ):
-            item = TagItem(as_utc(row.created_at), row.digest, row.generation)
+            item = TagItem(as_utc(row.created_at), row.digest, row.generation, row.reference)
             history[row.repository_id][row.tag].append(item)
     streams = []
     for r in rows:
         namespace_, name_ = split_repository(r.name)  # type: ignore[misc]
         spec = r.spec or {}
+        conditions = {
+            tag: (TagCondition.from_json(c),) for tag, c in (r.tag_conditions or {}).items() if isinstance(c, dict)
+        }
         status = tuple(
-            StatusTag(tag, tuple(history[r.id].get(tag, ())) or (TagItem(as_utc(r.created_at), digest, r.generation),))
-            for tag, digest in sorted(current[r.id].items())
+            StatusTag(
+                tag,
+                tuple(history[r.id].get(tag, ())) or (TagItem(as_utc(r.created_at), digest, r.generation),),
+                conditions.get(tag, ()),
+            )
+            for tag, digest in current[r.id].items()
         )
+        # A tag whose first import failed has a condition and no image yet.
+        status += tuple(StatusTag(tag, (), c) for tag, c in conditions.items() if tag not in current[r.id])
+        status = tuple(sorted(status, key=lambda t: t.tag))
         streams.append(
             Stream(
                 id=r.id,
@@ -322,7 +371,15 @@ def ensure_stream(db: Database, conn: Connection, repo: str) -> EnsuredStream:
             update(repositories)
             .where(repositories.c.id == row.id)
             .values(
-                deleted_at=None, uid=new_uid(), generation=1, labels=None, annotations=None, spec=None, created_at=now
+                deleted_at=None,
+                uid=new_uid(),
+                generation=1,
+                labels=None,
+                annotations=None,
+                spec=None,
+                tag_conditions=None,
+                imported_at=None,
+                created_at=now,
             )
         )
         return EnsuredStream(row.id, True, 1, [])
@@ -572,9 +629,11 @@ def point_tag(
     digest: str,
     generation: int,
     pushed_by: str | None = None,
+    reference: str | None = None,
 ) -> str | None:
     """Point a registry tag at a manifest of its repository, adding a history item when it
-    moves. Returns ADDED or MODIFIED when the tag changed, else None."""
+    moves (`reference`: the upstream pull spec of an imported image). Returns ADDED or
+    MODIFIED when the tag changed, else None."""
     current = conn.execute(_TAG_TARGET, {"repo_id": repo_id, "tag": tag}).scalar()
     if current == manifest_id:
         return None
@@ -592,6 +651,7 @@ def point_tag(
             "created_at": now,
             "pushed_by": pushed_by,
             "generation": generation,
+            "reference": reference,
         },
     )
     return ADDED if current is None else MODIFIED
@@ -814,6 +874,7 @@ async def _update_once(
                 repositories.c.spec,
                 repositories.c.labels,
                 repositories.c.annotations,
+                repositories.c.tag_conditions,
             ).where(repositories.c.name == repo, repositories.c.deleted_at.is_(None))
         ).first()
         if row is None:
@@ -832,6 +893,7 @@ async def _update_once(
         meta_differs = (row.labels or {}) != dict(edit.labels) or (row.annotations or {}) != dict(edit.annotations)
         if not spec_differs and not meta_differs:
             return _one(conn, namespace, name)
+        kept_conditions = {t: c for t, c in (row.tag_conditions or {}).items() if t in {x.name for x in spec_tags}}
         conn.execute(
             update(repositories)
             .where(repositories.c.id == row.id)
@@ -840,6 +902,7 @@ async def _update_once(
                 labels=dict(edit.labels) or None,
                 annotations=dict(edit.annotations) or None,
                 spec=_spec_json(spec_tags, edit.lookup_local),
+                tag_conditions=kept_conditions or None,
             )
         )
         recorded = _apply_sources(reg.db, conn, repo, row.id, sources, generation, actor)
@@ -887,7 +950,11 @@ async def delete_stream(
         tag_names = list(conn.execute(select(tags.c.name).where(tags.c.repository_id == row.id)).scalars())
         conn.execute(delete(tags).where(tags.c.repository_id == row.id))
         conn.execute(delete(tag_events).where(tag_events.c.repository_id == row.id))
-        conn.execute(update(repositories).where(repositories.c.id == row.id).values(deleted_at=utcnow(), spec=None))
+        conn.execute(
+            update(repositories)
+            .where(repositories.c.id == row.id)
+            .values(deleted_at=utcnow(), spec=None, tag_conditions=None, imported_at=None)
+        )
         entries: list[Change | None] = [
             tag_changed(repo, t, DELETED, {"stream": current.uid, "tag": t}) for t in tag_names
         ]
@@ -1005,9 +1072,13 @@ async def delete_tag(
 
     def run(conn: Connection) -> None:
         row = conn.execute(
-            select(repositories.c.id, repositories.c.spec, repositories.c.resource_version, repositories.c.uid).where(
-                repositories.c.name == repo, repositories.c.deleted_at.is_(None)
-            )
+            select(
+                repositories.c.id,
+                repositories.c.spec,
+                repositories.c.resource_version,
+                repositories.c.uid,
+                repositories.c.tag_conditions,
+            ).where(repositories.c.name == repo, repositories.c.deleted_at.is_(None))
         ).first()
         if row is None:
             raise ResourceNotFound(STREAM_TAGS, GROUP, name)
@@ -1020,8 +1091,14 @@ async def delete_tag(
         kept = [t for t in spec_tags if t.name != tag]
         removed_tag = conn.execute(delete(tags).where(tags.c.repository_id == row.id, tags.c.name == tag)).rowcount
         conn.execute(delete(tag_events).where(tag_events.c.repository_id == row.id, tag_events.c.tag == tag))
-        if not removed_tag and len(kept) == len(spec_tags):
+        conditions = dict(row.tag_conditions or {})
+        had_condition = conditions.pop(tag, None) is not None
+        if not removed_tag and len(kept) == len(spec_tags) and not had_condition:
             raise ResourceNotFound(STREAM_TAGS, GROUP, name)
+        if had_condition:
+            conn.execute(
+                update(repositories).where(repositories.c.id == row.id).values(tag_conditions=conditions or None)
+            )
         if len(kept) != len(spec_tags):
             conn.execute(
                 update(repositories)

@@ -114,10 +114,10 @@ class RegistryHttpProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if cycle.scope.get(REJECTED) == 431:
-            app = _headers_too_large
-        elif self._zero_copy:
-            app = ZeroCopyApp(app, cycle)
-        super()._start_asgi_task(cycle, app)
+            super()._start_asgi_task(cycle, _headers_too_large)
+            return
+        # The abort extension always; the file ones where sendfile(2) can be used.
+        super()._start_asgi_task(cycle, ZeroCopyApp(app, cycle, files=self._zero_copy))
 
     # -- the header timeout ----------------------------------------------------------------
 

@@ -26,6 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ZEROCOPYSEND = "http.response.zerocopysend"
 PATHSEND = "http.response.pathsend"
+# Okura's own: end a started response by dropping the connection, the one honest way to tell a
+# client that a body it already has the headers of will not be complete (a pull-through
+# upstream that failed mid-blob). uvicorn then treats the request as a client disconnect.
+ABORT = "okura.http.response.abort"
 STALL_SECONDS = 120.0  # a client that reads nothing for this long is dropped
 
 # Transfers block a thread in poll() while the socket is full; keep them off the default
@@ -53,14 +57,16 @@ class ZeroCopyApp:
     """Wraps the app for one request on one uvicorn request-response cycle: offers the
     extensions in the scope and carries out their messages on that cycle's connection."""
 
-    __slots__ = ("app", "cycle")
+    __slots__ = ("app", "cycle", "files")
 
-    def __init__(self, app: ASGIApp, cycle: Any):
+    def __init__(self, app: ASGIApp, cycle: Any, files: bool = True):
         self.app = app
         self.cycle = cycle
+        self.files = files  # offer the file extensions (plain TCP only: not through TLS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["extensions"] = {**(scope.get("extensions") or {}), ZEROCOPYSEND: {}, PATHSEND: {}}
+        offered = {ZEROCOPYSEND: {}, PATHSEND: {}, ABORT: {}} if self.files else {ABORT: {}}
+        scope["extensions"] = {**(scope.get("extensions") or {}), **offered}
 
         async def send_with_files(message: Message) -> None:
             kind = message["type"]
@@ -82,6 +88,10 @@ class ZeroCopyApp:
                 finally:
                     os.close(fd)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif kind == ABORT:
+                self.cycle.disconnected = True
+                self.cycle.keep_alive = False
+                self.cycle.transport.close()
             else:
                 await send(message)
 

@@ -81,7 +81,14 @@ async def test_image_group_resources_kinds_verbs_scopes_and_short_names(client):
     assert (listing["kind"], listing["apiVersion"]) == ("APIResourceList", "v1")
     assert listing["groupVersion"] == "image.openshift.io/v1"
     by_name = {r["name"]: r for r in listing["resources"]}
-    assert list(by_name) == ["imagestreams", "imagestreamtags", "imagestreamimages", "images"]
+    assert list(by_name) == ["imagestreams", "imagestreamtags", "imagestreamimages", "images", "imagestreamimports"]
+    assert by_name["imagestreamimports"] == {
+        "name": "imagestreamimports",
+        "singularName": "imagestreamimport",
+        "namespaced": True,
+        "kind": "ImageStreamImport",
+        "verbs": ["create"],
+    }
     assert by_name["imagestreams"] == {
         "name": "imagestreams",
         "singularName": "imagestream",

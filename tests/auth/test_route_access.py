@@ -166,6 +166,10 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
         ("DELETE", f"{IMAGES}/namespaces/{{namespace}}/imagestreamtags/{{name:path}}"): cases(
             api(f"{TAGS}/app:missing", NAMESPACE_WRITE)
         ),
+        ("POST", f"{IMAGES}/namespaces/{{namespace}}/imagestreamimports"): cases(
+            # Invalid (no image, no repository) for those allowed: nothing is fetched
+            api(f"{IMAGES}/namespaces/team/imagestreamimports", NAMESPACE_WRITE, body={"metadata": {"name": "app"}})
+        ),
         ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreamimages"): cases(
             api(f"{IMAGES}/namespaces/team/imagestreamimages", NAMESPACE_READ)  # then 405: get by name only
         ),
