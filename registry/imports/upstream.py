@@ -57,7 +57,7 @@ DOCKER_HUB_API = "registry-1.docker.io"  # where docker.io's /v2/ API actually a
 DEFAULT_TAG = "latest"
 
 MANIFEST_ACCEPT = ", ".join(SUPPORTED)  # no schema 1: a registry that only has schema 1 says so in Content-Type
-BLOB_CHUNK = 64 * 1024
+BLOB_CHUNK = 1024 * 1024  # big enough that per-chunk costs (a write, a send) vanish next to the bytes
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 TAGS_PAGE = 100
@@ -651,11 +651,18 @@ class BlobStream:
         self._iterated = True
         hasher = hashlib.new(_algorithm(self.digest))
         received = 0
+        hashing: asyncio.Future[None] | None = None
         with _network_errors(self.shown, _netloc(self._response.url), self._upstream):
             async for chunk in self._response.aiter_raw(BLOB_CHUNK):
-                hasher.update(chunk)
+                # Hashed in a thread (hashlib lets go of the GIL) while the caller uses the chunk and the next
+                # one arrives; in order, since each waits for the one before.
+                if hashing is not None:
+                    await hashing
+                hashing = asyncio.ensure_future(asyncio.to_thread(hasher.update, chunk))
                 received += len(chunk)
                 yield chunk
+        if hashing is not None:
+            await hashing
         actual = f"{_algorithm(self.digest)}:{hasher.hexdigest()}"
         if actual != self.digest:
             raise DigestMismatch(self.shown, f"the {received} bytes received hash to {actual}")

@@ -339,7 +339,10 @@ async def _fetch(reg: Registry, clients: _Clients, source: ImportSource, tag: Ta
         ref = up.ImageRef.parse(source.from_name)
     except ValueError as e:
         return failure(source, "Invalid", str(e), 422)
-    mode = source.import_mode or (tag.import_mode if tag else None) or reg.config.imports.default_import_mode
+    # The tag's own mode holds only while it imports from the same source (as _spec_tag_for writes it).
+    same_source = tag is not None and tag.from_kind == "DockerImage" and tag.from_name == source.from_name
+    mode = source.import_mode or (tag.import_mode if same_source and tag else None)
+    mode = mode or reg.config.imports.default_import_mode
     try:
         client = await clients.get(ref, source.insecure)
         image = await _fetch_one(client, ref, source.insecure, mode == "PreserveOriginal", tag, reg)

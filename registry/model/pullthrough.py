@@ -12,6 +12,7 @@ fails, and it retries).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -188,11 +189,14 @@ async def _relay(
     renewed = time.monotonic()
     committed = False
     held = b""  # the last chunk goes out only once the bytes are verified: a client never has them all if wrong
+    writing: asyncio.Future[None] | None = None  # the previous chunk's write, overlapping the next read and send
     try:
         async for chunk in stream:
             received += len(chunk)
             if writer is not None:
-                await writer.sink.write(chunk)
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(writer.sink.write(chunk))
                 if time.monotonic() - renewed > LEASE_RENEW:
                     await leases.acquire(reg.db, writer.lease, ttl=LEASE_TTL)
                     renewed = time.monotonic()
@@ -203,6 +207,9 @@ async def _relay(
         if received != remote.size:
             raise up.UpstreamError(stream.shown, f"sent {received} bytes, the manifest says {remote.size}")
         if writer is not None:  # stored before the client has it all: its next pull is local
+            if writing is not None:
+                await writing
+                writing = None
             writer.state = await writer.sink.finish()
             await blobs.store_verified(reg, writer.upload_id, writer.state, remote.digest, received, remote.repository)
             committed = True
@@ -224,6 +231,9 @@ async def _relay(
         # Headers are out: the only way left to say so is to cut the body short.
         raise _fail(remote, e, "blob") from None
     finally:
+        if writing is not None:  # a failure mid-way: let the last write settle before aborting
+            with contextlib.suppress(Exception):
+                await writing
         if writer is not None:
             if not committed:
                 with contextlib.suppress(Exception):

@@ -243,3 +243,12 @@ async def test_invalid_requests(client, body, field):
 async def test_bad_reference_is_an_invalid_entry(client):
     answer = await post_import(client, isi("ref", image("UPPER CASE/x:y", "v1")))
     assert answer["status"]["images"][0]["status"]["reason"] == "Invalid"
+
+
+async def test_a_new_source_does_not_inherit_the_old_sources_import_mode(client, distribution: Distribution):
+    await post_import(client, isi("mix", image(f"{distribution.host}/test/app:v1", "t", importMode="PreserveOriginal")))
+    answer = await post_import(client, isi("mix", image(f"{distribution.host}/test/multi:latest", "t")))
+    _index, children = distribution.images["multi"]
+    stream = answer["status"]["import"]
+    assert status_tag(stream, "t")["items"][0]["image"] == children[0].digest  # Legacy: one image of the list
+    assert stream["spec"]["tags"][0]["importPolicy"]["importMode"] == "Legacy"
