@@ -86,6 +86,13 @@ def _paths(r: ResourceDef) -> dict[str, Any]:
             "required": True,
         }
         item["patch"] = patch
+    elif "create" in r.verbs:
+        # Not served. kubectl decides whether the server checks fields (?fieldValidation) by
+        # finding this kind's PATCH operation; without one it falls back to /openapi/v2 and
+        # refuses `kubectl create -f` of a create-only kind (an ImageStreamImport).
+        marker = _op(r, "patch", r.schema, WRITE_PARAMS)
+        marker["description"] = "Not served: this kind is create only. Present so clients see field validation."
+        item["patch"] = marker
     if "delete" in r.verbs:
         item["delete"] = _op(r, "delete", f"{META}.Status", [_param("dryRun", "query", "All: do not delete.")])
     if len(item) > 1:

@@ -10,6 +10,7 @@ certificate with the test CA. See tests/support/kubectl.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -37,6 +39,7 @@ from tests.support.kubectl import (
 from tests.support.media_types import ALL_MANIFEST_TYPES
 from tests.support.pruner import SEED_YAML
 from tests.support.tls import CertificateAuthority
+from tests.support.upstreams import push_image, start_distribution
 
 pytestmark = pytest.mark.e2e
 
@@ -189,6 +192,7 @@ def test_api_resources(kubectl):
         "imagestreamtags": ["istag", "image.openshift.io/v1", "true", "ImageStreamTag"],
         "imagestreamimages": ["isimage", "image.openshift.io/v1", "true", "ImageStreamImage"],
         "images": ["", "image.openshift.io/v1", "false", "Image"],
+        "imagestreamimports": ["", "image.openshift.io/v1", "true", "ImageStreamImport"],
         "imagepruners": ["", "imageregistry.operator.openshift.io/v1", "false", "ImagePruner"],
     }
     for name, rest in expected.items():
@@ -474,6 +478,48 @@ def test_pull_secrets_as_kubectl_creates_them(kubectl, tmp_path):
     assert row(rows, "upstream")[1:3] == ["kubernetes.io/dockerconfigjson", "1"]
     assert "Forbidden" in kubectl("viewer").fails("get", "secrets", "-n", NS)
     assert admin.ok("delete", "secret", "upstream", "-n", NS) == 'secret "upstream" deleted\n'
+
+
+def test_imports_declared_and_requested_with_kubectl(kubectl, tmp_path):
+    for upstream in start_distribution(tmp_path / "upstream"):
+        pushed = asyncio.run(_push_upstream(upstream.url))
+        source = f"{upstream.host}/lib/app:v1"
+        editor = kubectl("editor")
+        stream = {
+            "apiVersion": "image.openshift.io/v1",
+            "kind": "ImageStream",
+            "metadata": {"name": "external"},
+            "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": source},
+                               "importPolicy": {"insecure": True}}]},
+        }  # fmt: skip
+        assert "created" in editor.ok("apply", "-f", str(write(tmp_path / "is.yaml", yaml.safe_dump(stream))))
+        deadline = time.monotonic() + 15
+        image = ""
+        while time.monotonic() < deadline and not image:
+            image = editor.run(
+                "get", "istag", "external:v1", "-o", "jsonpath={.image.metadata.name}", check=False
+            ).stdout
+            time.sleep(0.3)
+        assert image == pushed
+        request = {
+            "apiVersion": "image.openshift.io/v1",
+            "kind": "ImageStreamImport",
+            "metadata": {"name": "requested"},
+            "spec": {"import": True, "images": [{"from": {"kind": "DockerImage", "name": source},
+                                                 "to": {"name": "v1"}, "importPolicy": {"insecure": True}}]},
+        }  # fmt: skip
+        answer = yaml.safe_load(
+            editor.ok("create", "-f", str(write(tmp_path / "isi.yaml", yaml.safe_dump(request))), "-o", "yaml")
+        )
+        assert answer["status"]["images"][0]["status"]["status"] == "Success", answer["status"]
+        assert answer["status"]["import"]["status"]["tags"][0]["items"][0]["image"] == pushed
+        err = kubectl("viewer").fails("create", "-f", str(tmp_path / "isi.yaml"))
+        assert "cannot create" in err and "imagestreamimports" in err, err
+
+
+async def _push_upstream(url: str) -> str:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        return (await push_image(client, "lib/app", "v1")).digest
 
 
 def test_images_and_image_stream_images(kubectl, seeded):

@@ -13,11 +13,13 @@ import pytest
 
 from tests.support.backends import SQL_BACKENDS
 from tests.support.digests import sha256
-from tests.support.upstreams import PASSWORD, USER, Distribution
+from tests.support.upstreams import PASSWORD, USER, Distribution, reply
 
 pytestmark = pytest.mark.parametrize("backend", SQL_BACKENDS, indirect=True)
 
 API = "/apis/image.openshift.io/v1/namespaces/team"
+OCI = "application/vnd.oci.image.manifest.v1+json"
+SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 
 def isi(name: str, *images: dict[str, Any], store: bool = True, repository: dict | None = None) -> dict[str, Any]:
@@ -252,3 +254,32 @@ async def test_a_new_source_does_not_inherit_the_old_sources_import_mode(client,
     stream = answer["status"]["import"]
     assert status_tag(stream, "t")["items"][0]["image"] == children[0].digest  # Legacy: one image of the list
     assert stream["spec"]["tags"][0]["importPolicy"]["importMode"] == "Legacy"
+
+
+async def test_bad_manifests_are_conditions_naming_the_upstream(make_app, connect, stubs):
+    stub = await stubs()
+    huge = json.dumps({"schemaVersion": 2, "mediaType": OCI, "layers": [], "pad": "x" * 8192}).encode()
+    stub.routes["/v2/x/app/manifests/huge"] = reply(200, huge, {"Content-Type": OCI})
+    schema1 = json.dumps({"schemaVersion": 1, "name": "x/app", "tag": "old", "fsLayers": []}).encode()
+    stub.routes["/v2/x/app/manifests/old"] = reply(200, schema1, {"Content-Type": SCHEMA1})
+    stub.routes["/v2/x/app/manifests/broken"] = reply(200, b'{"schemaVersion": 2, "config": 7}', {"Content-Type": OCI})
+    client = connect(await make_app(manifests={"max_size": 4096}))
+    expected = {"huge": "RequestEntityTooLarge", "old": "BadRequest", "broken": "InternalError"}
+    for tag, reason in expected.items():
+        answer = await post_import(client, isi("bad", image(f"{stub.host}/x/app:{tag}", tag)))
+        status = answer["status"]["images"][0]["status"]
+        assert status["status"] == "Failure" and status["reason"] == reason, (tag, status)
+        assert stub.host in status["message"], status
+        assert status_tag(answer["status"]["import"], tag)["items"] == []  # nothing partial is visible
+    r = await client.get("/v2/team/bad/tags/list")
+    assert r.status_code in (200, 404) and not (r.json().get("tags") or [])
+
+
+async def test_import_and_pull_through_metrics(client, distribution: Distribution):
+    await post_import(client, isi("metered", image(f"{distribution.host}/test/app:v1", "v1")))
+    layer = distribution.images["app"].layers[1]
+    assert (await client.get(f"/v2/team/metered/blobs/{sha256(layer)}")).status_code == 200
+    text = (await client.get("/metrics")).text
+    assert 'okura_image_imports_total{outcome="success"}' in text
+    assert 'imageregistry_pullthrough_blobstore_cache_requests_total{type="Miss"}' in text
+    assert "okura_pullthrough_bytes_total" in text
