@@ -576,8 +576,13 @@ def copy_manifest(db: Database, conn: Connection, source_repo: str, target_id: i
         select(manifest_children.c.child_digest).where(manifest_children.c.manifest_id == source.id)
     ):
         copy_manifest(db, conn, source_repo, target_id, child)
-    digests = list(
+    referenced = list(
         conn.execute(select(manifest_blobs.c.digest).where(manifest_blobs.c.manifest_id == source.id)).scalars()
+    )
+    # Only blobs this registry holds are linked; an imported image's others stay upstream and
+    # are pulled through in the target repository too (the manifest keeps its upstream).
+    digests = (
+        list(conn.execute(select(blobs.c.digest).where(blobs.c.digest.in_(referenced))).scalars()) if referenced else []
     )
     if digests:
         claimed = conn.execute(
@@ -602,10 +607,10 @@ def copy_manifest(db: Database, conn: Connection, source_repo: str, target_id: i
     )
     manifest_id = _manifest_id(conn, target_id, digest)
     assert manifest_id is not None
-    if digests:
+    if referenced:
         conn.execute(
             db.insert_ignore(manifest_blobs, "manifest_id", "digest"),
-            [{"manifest_id": manifest_id, "digest": d} for d in digests],
+            [{"manifest_id": manifest_id, "digest": d} for d in referenced],
         )
     children = list(
         conn.execute(

@@ -283,3 +283,19 @@ async def test_import_and_pull_through_metrics(client, distribution: Distributio
     assert 'okura_image_imports_total{outcome="success"}' in text
     assert 'imageregistry_pullthrough_blobstore_cache_requests_total{type="Miss"}' in text
     assert "okura_pullthrough_bytes_total" in text
+
+
+async def test_an_imported_image_tagged_into_another_stream_pulls_through_there(client, distribution: Distribution):
+    pushed = distribution.images["app"]
+    await post_import(client, isi("origin", image(f"{distribution.host}/test/app:v1", "v1")))
+    tag = {
+        "kind": "ImageStreamTag",
+        "apiVersion": "image.openshift.io/v1",
+        "metadata": {"name": "copy:v1"},
+        "tag": {"name": "v1", "from": {"kind": "ImageStreamImage", "name": f"origin@{pushed.digest}"}},
+    }
+    r = await client.post(f"{API}/imagestreamtags", json=tag)
+    assert r.status_code == 201, r.text
+    layer = pushed.layers[1]
+    r = await client.get(f"/v2/team/copy/blobs/{sha256(layer)}")
+    assert r.status_code == 200 and r.content == layer
