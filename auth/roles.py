@@ -10,6 +10,7 @@ from dataclasses import dataclass
 #   new repository -> create imagestreams       delete manifests/tags/blobs -> delete images
 #   catalog of everything -> list imagestreams (cluster)   metrics -> get registry/metrics
 #   the ImagePruner resource -> get/update imagepruners (cluster; only cluster-admin has it)
+#   webhook endpoints -> every verb on notificationendpoints (cluster; only cluster-admin has it)
 # and the access-management API (/admin/v1), each operation its own verb and resource as
 # Kubernetes RBAC has them: create/get/list/delete users, serviceaccounts, tokens (cluster)
 # and rolebindings (in the binding's namespace), create subjectaccessreviews (can-i, who-can).
@@ -29,6 +30,7 @@ RESOURCES = (
     "subjectaccessreviews",
     "imagepruners",
     "secrets",
+    "notificationendpoints",
 )
 # Every operation of the access-management API, as (verb, resource); a bearer JWT carries the
 # API's scope (registry:admin:*) only for callers allowed all of them cluster-wide.
@@ -110,6 +112,7 @@ SHORT_NAMES = {"is": "imagestreams", "istag": "imagestreamtags", "isimage": "ima
 GROUPS = {
     "image.openshift.io": ("imagestreams", "imagestreamtags", "imagestreamimages", "imagestreamimports", "images"),
     "imageregistry.operator.openshift.io": ("imagepruners",),
+    "notifications.okura.io": ("notificationendpoints",),
     "rbac.authorization.k8s.io": ("rolebindings",),
     "authorization.k8s.io": ("subjectaccessreviews",),
 }

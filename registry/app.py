@@ -24,6 +24,7 @@ from registry.api import (
     listings,
     manifests,
     namespaces,
+    notificationendpoints,
     ops,
     secrets,
     token,
@@ -53,6 +54,7 @@ ROUTE_SPECS = [
     *imagestreams.ROUTES,
     *imagestreamtags.ROUTES,
     *imagepruner.ROUTES,
+    *notificationendpoints.ROUTES,
     *authorization.ROUTES,
 ]
 
@@ -66,7 +68,7 @@ def build_app(runtime: Runtime) -> Any:
     """The app over a runtime that is already open (the tests open their own)."""
     app = _starlette(runtime.config)
     app.state.runtime = runtime
-    return Observability(app, log_access=runtime.config.log.access_log)
+    return Observability(app, log_access=runtime.config.log.access_log, audit=runtime.config.log.audit)
 
 
 def create_app(config: Config, background: bool = True) -> Any:
@@ -82,7 +84,7 @@ def create_app(config: Config, background: bool = True) -> Any:
                 log.debug("background jobs", extra={"jobs": ",".join(runtime.jobs)})
             yield
 
-    return Observability(_starlette(config, lifespan), log_access=config.log.access_log)
+    return Observability(_starlette(config, lifespan), log_access=config.log.access_log, audit=config.log.audit)
 
 
 def create_app_from_env() -> Any:

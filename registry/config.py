@@ -65,6 +65,7 @@ class LogConfig:
     level: str = "info"
     format: str = "logfmt"
     access_log: bool = True
+    audit: bool = False  # one line per blob, manifest and tag call: subject, action, repository, outcome
 
 
 @dataclass
@@ -243,6 +244,136 @@ class ImportsConfig:
     controller: bool = True
 
 
+@dataclass(frozen=True)
+class EndpointConfig:
+    """One webhook endpoint of notifications.endpoints (distribution's keys, plus Okura's)."""
+
+    name: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout: float = 5.0
+    backoff: float = 1.0  # the first retry's wait; doubled per failure, with jitter
+    max_backoff: float = 10.0  # a receiver back up gets its backlog within this long
+    ignore_media_types: tuple[str, ...] = ()
+    ignore_actions: tuple[str, ...] = ()
+    pulls: bool = False  # deliver pull events (when notifications.pull_events records them)
+    format: str = "distribution"  # or cloudevents
+    secret: str = ""  # HMAC-SHA256 key: signs every body (X-Okura-Signature)
+    max_batch_events: int = 100
+    max_batch_bytes: int = 1 << 20
+    disabled: bool = False
+
+
+class Endpoints(tuple[EndpointConfig, ...]):
+    """notifications.endpoints, as a type of its own so the loader knows how to read it."""
+
+
+ENDPOINT_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+NOTIFICATION_ACTIONS = ("push", "pull", "mount", "delete")
+
+
+def parse_endpoints(value: Any) -> Endpoints:
+    """A YAML list of mappings (name, url, headers, timeout, backoff, max_backoff, ignore:
+    {mediatypes, actions}, pulls, format, secret, ...); from the environment, the list as
+    YAML/JSON. Every problem names the item and its field."""
+    if isinstance(value, str):
+        value = yaml.safe_load(value) if value.strip() else []
+    if value is None:
+        return Endpoints()
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be a list of endpoints")
+    found: list[EndpointConfig] = []
+    for i, item in enumerate(value):
+        if isinstance(item, EndpointConfig):
+            found.append(item)
+            continue
+        found.append(_endpoint(i, item))
+    names = [e.name for e in found]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ValueError(f"two endpoints are named {duplicate!r}")
+    return Endpoints(found)
+
+
+def _endpoint(i: int, item: Any) -> EndpointConfig:
+    where = f"[{i}]"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: must be a mapping with name and url")
+    known = set(EndpointConfig.__dataclass_fields__) | {"ignore", "ignoredmediatypes", "threshold"}
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    name = item.get("name")
+    if not isinstance(name, str) or not ENDPOINT_NAME_RE.fullmatch(name):
+        raise ValueError(f"{where}.name: {name!r} must be a DNS label (lowercase letters, digits, '-')")
+    url = item.get("url")
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{where}.url: {url!r} is not an http:// or https:// URL")
+    headers = item.get("headers") or {}
+    if isinstance(headers, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in headers):
+        headers = {k: [v for k2, v in headers if k2 == k] for k, _ in headers}  # the to_dict() form
+    if not isinstance(headers, dict):
+        raise ValueError(f"{where}.headers: must be a mapping of header names to values")
+    pairs: list[tuple[str, str]] = []
+    for key, values in headers.items():
+        for v in values if isinstance(values, list) else [values]:  # distribution: name: [values]
+            pairs.append((str(key), str(v)))
+    ignore = item.get("ignore") or {}
+    if not isinstance(ignore, dict):
+        raise ValueError(f"{where}.ignore: must be a mapping with mediatypes and actions")
+    media_types = [*(item.get("ignoredmediatypes") or []), *(item.get("ignore_media_types") or [])]
+    media_types += list(ignore.get("mediatypes") or ignore.get("media_types") or [])
+    actions = [*(ignore.get("actions") or []), *(item.get("ignore_actions") or [])]
+    bad = [a for a in actions if a not in NOTIFICATION_ACTIONS]
+    if bad:
+        raise ValueError(f"{where}.ignore.actions: {bad[0]!r} is not one of {', '.join(NOTIFICATION_ACTIONS)}")
+    fmt = item.get("format", "distribution")
+    if fmt not in ("distribution", "cloudevents"):
+        raise ValueError(f"{where}.format: must be distribution or cloudevents, not {fmt!r}")
+    try:
+        numbers = {
+            "timeout": parse_duration(item.get("timeout", "5s")),
+            "backoff": parse_duration(item.get("backoff", "1s")),
+            "max_backoff": parse_duration(item.get("max_backoff", "10s")),
+            "max_batch_events": parse_int(item.get("max_batch_events", 100)),
+            "max_batch_bytes": parse_size(item.get("max_batch_bytes", "1MiB")),
+        }
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    if numbers["timeout"] <= 0 or numbers["backoff"] <= 0 or numbers["max_backoff"] < numbers["backoff"]:
+        raise ValueError(f"{where}: timeout and backoff must be positive, max_backoff at least backoff")
+    if numbers["max_batch_events"] < 1 or numbers["max_batch_bytes"] < 1024:
+        raise ValueError(f"{where}: max_batch_events must be at least 1, max_batch_bytes at least 1KiB")
+    return EndpointConfig(
+        name=name,
+        url=url,
+        headers=tuple(pairs),
+        ignore_media_types=tuple(str(m) for m in media_types),
+        ignore_actions=tuple(actions),
+        pulls=parse_bool(item.get("pulls", False)),
+        format=fmt,
+        secret=str(item.get("secret") or ""),
+        disabled=parse_bool(item.get("disabled", False)),
+        **numbers,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class NotificationsConfig:
+    # Webhook endpoints (distribution's notifications.endpoints); more can be added live through
+    # the API (notificationendpoints).
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    # The event log keeps events this long, but never drops what an enabled endpoint has not
+    # received yet, unless that endpoint is more than max_backlog events behind.
+    retention: Duration = Duration(7 * 86400)
+    max_backlog: int = 1_000_000
+    # Pull events are off: a pull storm would flood the log. On, a pull of a manifest is
+    # recorded at most once per repository, digest and pull_event_interval per process.
+    pull_events: bool = False
+    pull_event_interval: Duration = Duration(60)
+
+
 @dataclass
 class PrunerConfig:
     # The initial spec of the ImagePruner resource (OpenShift's defaults). Once the
@@ -278,6 +409,7 @@ class Config:
     changes: ChangesConfig = field(default_factory=ChangesConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
 
     # derived values -----------------------------------------------------------------------
     @property
@@ -312,6 +444,8 @@ def _coerce(typ: Any, value: Any) -> Any:
         return parse_size(value)
     if typ is AllowedRegistries:
         return parse_allowed_registries(value)
+    if typ is Endpoints:
+        return parse_endpoints(value)
     if typ is str:
         if isinstance(value, dict | list):
             raise ValueError(f"must be a string, not a {'mapping' if isinstance(value, dict) else 'list'}")
@@ -456,6 +590,8 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
         check(getattr(cfg.pagination, name) >= 1, f"pagination.{name}", "must be at least 1")
     _validate_pruner(cfg.pruner, check)
     _validate_imports(cfg.imports, check)
+    check(cfg.notifications.retention >= 60, "notifications.retention", "must be at least 1m")
+    check(cfg.notifications.max_backlog >= 1, "notifications.max_backlog", "must be at least 1")
 
 
 def _validate_imports(i: ImportsConfig, check: Any) -> None:

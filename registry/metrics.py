@@ -159,3 +159,30 @@ class InstrumentedStorage:
             return gen()
 
         return call
+
+
+# Notifications (registry/notifications), per endpoint.
+notification_events = Counter(
+    "imageregistry_notifications_events_total", "Events handed to an endpoint's deliverer", ["endpoint"]
+)
+notification_sent = Counter("imageregistry_notifications_sent_total", "Events delivered (2xx answers)", ["endpoint"])
+notification_failures = Counter(
+    "imageregistry_notifications_failed_total", "Delivery requests that failed (retried later)", ["endpoint"]
+)
+notification_dropped = Counter(
+    "imageregistry_notifications_dropped_total",
+    "Events an endpoint will never get: it stayed down past notifications.max_backlog",
+    ["endpoint"],
+)
+notification_pending = Gauge(
+    "imageregistry_notifications_pending",
+    "Events in the log after an endpoint's cursor",
+    ["endpoint"],
+    multiprocess_mode="livemostrecent",
+)
+notification_last_success = Gauge(
+    "imageregistry_notifications_last_success_timestamp_seconds",
+    "When an endpoint last answered 2xx (Unix time)",
+    ["endpoint"],
+    multiprocess_mode="livemax",
+)

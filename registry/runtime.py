@@ -14,6 +14,7 @@ import contextlib
 import enum
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,10 +34,11 @@ from registry.metadata.changes import ChangeFeed
 from registry.metadata.db import Database, sqlite_path
 from registry.metadata.migrate import SCHEMA_HEAD
 from registry.metrics import InstrumentedStorage
-from registry.model import instances
+from registry.model import events, instances
 from registry.model.changes import ChangeWaiter
 from registry.model.context import Registry
 from registry.model.repositories import repository_id
+from registry.notifications import delivery, retention
 from registry.pruning import schedule as prune_schedule
 from registry.tasks import change_trim, heartbeat, import_controller, upload_purge
 from storage import create_storage
@@ -104,6 +106,8 @@ def background_jobs(reg: Registry) -> dict[str, Callable[[], Awaitable[None]]]:
         jobs["upload-purge"] = lambda: upload_purge.run_forever(reg)
     if reg.config.imports.controller:
         jobs["image-import"] = lambda: import_controller.run_forever(reg)
+    jobs["notifications"] = lambda: delivery.run_forever(reg)
+    jobs["event-log-trim"] = lambda: retention.run_forever(reg)
     return jobs
 
 
@@ -222,6 +226,8 @@ async def open_runtime(
         reg = Registry(config=config, db=db, storage=blob_storage, cache=cache, content=content)
         reg.waiter = ChangeWaiter(generation)
         reg.secret_keys = SecretKeys(config.secrets_key_file)
+        host = socket.gethostname()
+        events.set_source(instances.reachable_address(config.http.addr, host, host + "."))  # never "localhost"
         db.after_changes = reg.waiter.committed
         if cache.feed is not None:
             cache.feed.on_notify = reg.waiter.notified

@@ -21,12 +21,21 @@ from registry.kube.authorization_v1 import (
     SELF_SUBJECT_RULES_REVIEWS,
 )
 
-GROUPS = ("", "image.openshift.io", "imageregistry.operator.openshift.io", "rbac.authorization.k8s.io")
+GROUPS = (
+    "",
+    "image.openshift.io",
+    "imageregistry.operator.openshift.io",
+    "rbac.authorization.k8s.io",
+    "notifications.okura.io",
+)
 # What `kubectl auth can-i --list` shows: each resource with the API group it is served in.
 LISTED = (
     *((r, "image.openshift.io") for r in ("imagestreams", "imagestreamtags", "imagestreamimages", "images")),
     ("imagestreams/layers", "image.openshift.io"),
+    ("imagestreamimports", "image.openshift.io"),
+    ("secrets", ""),
     ("imagepruners", "imageregistry.operator.openshift.io"),
+    ("notificationendpoints", "notifications.okura.io"),
     ("rolebindings", "rbac.authorization.k8s.io"),
 )
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from registry.api import kubeapi
 from registry.api.routing import RouteSpec, no_access, public
 from registry.errors import RouteUnknown
-from registry.kube import core_v1, image_v1, openapi, operator_v1
+from registry.kube import core_v1, image_v1, notifications_v1, openapi, operator_v1
 from registry.kube.authorization_v1 import AUTHORIZATION_RESOURCES
 from registry.kube.authorization_v1 import COMPONENTS as AUTHZ_COMPONENTS
 from registry.kube.resources import ResourceDef
@@ -23,6 +23,7 @@ GROUPS: dict[str, dict[str, tuple[tuple[ResourceDef, ...], dict[str, Schema]]]] 
     image_v1.GROUP: {image_v1.VERSION: (image_v1.RESOURCES, image_v1.COMPONENTS)},
     operator_v1.GROUP: {operator_v1.VERSION: (operator_v1.RESOURCES, operator_v1.COMPONENTS)},
     "authorization.k8s.io": {"v1": (AUTHORIZATION_RESOURCES, AUTHZ_COMPONENTS)},
+    notifications_v1.GROUP: {notifications_v1.VERSION: (notifications_v1.RESOURCES, notifications_v1.COMPONENTS)},
 }
 CORE: tuple[tuple[ResourceDef, ...], dict[str, Schema]] = (core_v1.RESOURCES, core_v1.COMPONENTS)
 

@@ -10,6 +10,7 @@ from registry.api.routing import RouteSpec, content_length, delete, pull, push, 
 from registry.errors import ManifestTooLarge, ManifestUnknown, TagInvalid
 from registry.model import manifests
 from registry.names import is_digest, validate_digest, validate_tag
+from registry.notifications import pulls
 
 
 def _reference(request: Request) -> str:
@@ -27,8 +28,12 @@ def _lookup_reference(request: Request) -> str:
 
 
 async def get_manifest(request: Request) -> Response:
-    found = await manifests.get_manifest(registry(request), repo_name(request), _lookup_reference(request))
+    reference = _lookup_reference(request)
+    found = await manifests.get_manifest(registry(request), repo_name(request), reference)
     headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"'}
+    if request.method == "GET":
+        tag = None if is_digest(reference) else reference
+        pulls.pulled(registry(request), repo_name(request), found.digest, found.media_type, len(found.content), tag)
     if request.method == "HEAD":
         return Response(
             status_code=200, media_type=found.media_type, headers={**headers, "Content-Length": str(len(found.content))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -15,10 +16,26 @@ API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("okura.access")
 
 
+audit_log = logging.getLogger("okura.audit")
+# /v2/<repository>/(blobs|manifests|tags)/...: what the audit log reports (OpenShift's audit mode).
+_AUDITED = re.compile(r"^/v2/(?P<repo>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags)(?:/(?P<ref>[^/]*))?")
+
+
+def audit_action(method: str, kind: str) -> str:
+    if kind == "tags":
+        return "list"
+    if method == "DELETE":
+        return "delete"
+    if kind == "blobs/uploads" or method in ("PUT", "POST", "PATCH"):
+        return "push"
+    return "pull"
+
+
 class Observability:
-    def __init__(self, app: ASGIApp, log_access: bool = True):
+    def __init__(self, app: ASGIApp, log_access: bool = True, audit: bool = False):
         self.app = app
         self.log_access = log_access
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,6 +74,8 @@ class Observability:
             metrics.request_duration.labels(method, route).observe(elapsed)
             metrics.request_size.labels(method).observe(state["in"])
             metrics.response_size.labels(method).observe(state["out"])
+            if self.audit:
+                _audit(scope, method, status)
             if self.log_access:
                 client = scope.get("client")
                 identity = (
@@ -78,3 +97,26 @@ class Observability:
                         "route": route,
                     },
                 )
+
+
+def _audit(scope: Scope, method: str, status: int) -> None:
+    found = _AUDITED.match(scope["path"])
+    if found is None:
+        return
+    state = scope.get("state")
+    identity = state.get("identity") if isinstance(state, dict) else None
+    client = scope.get("client")
+    outcome = "allowed" if status < 400 else ("denied" if status in (401, 403) else "failed")
+    audit_log.info(
+        "audit",
+        extra={
+            "subject": getattr(identity, "name", None) or "system:anonymous",
+            "action": audit_action(method, found["kind"]),
+            "repository": found["repo"],
+            "reference": found["ref"] or "",
+            "method": method,
+            "status": status,
+            "outcome": outcome,
+            "remote": client[0] if client else "-",
+        },
+    )

@@ -5,6 +5,7 @@ APIs name exact checks (a verb on a resource in a namespace)."""
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from auth.access import Access, AccessController, ApiAccess, Check, Needed
 from auth.controller import OpenShiftAccessController
 from auth.subjects import ANONYMOUS
 from registry.errors import PaginationNumberInvalid, RequestInvalid
+from registry.model import events
 from registry.model.context import Registry
 from registry.names import validate_digest, validate_name
 from registry.runtime import Runtime
@@ -82,10 +84,24 @@ def guarded(spec: RouteSpec) -> Handler:
             request.state.identity = ANONYMOUS
         else:
             request.state.identity = await access_controller(request).authorize(request, needed)
+        events.current_request.set(_request_info(request))  # what the events of this request say
         return await handler(request)
 
     endpoint.__name__ = spec.name
     return endpoint
+
+
+def _request_info(request: Request) -> events.RequestInfo:
+    identity = request.state.identity
+    client = request.client
+    return events.RequestInfo(
+        id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        addr=f"{client.host}:{client.port}" if client else "",
+        host=request.headers.get("host", ""),
+        method=request.method,
+        useragent=request.headers.get("user-agent", ""),
+        actor=None if identity.anonymous else identity.name,
+    )
 
 
 def build_routes(specs: list[RouteSpec]) -> list[Route]:

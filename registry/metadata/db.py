@@ -15,6 +15,7 @@ Connection; `Database.read` and `Database.write` run it and return its result:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 from collections.abc import Callable
@@ -99,11 +100,13 @@ class Database:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` in a read-only transaction."""
         try:
+            # The caller's context variables go along (run_in_executor would drop them).
+            ctx = contextvars.copy_context()
             if self.is_sqlite:
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._readers, _in_transaction, self._read_engine, fn, args)
+                return await loop.run_in_executor(self._readers, ctx.run, _in_transaction, self._read_engine, fn, args)
             async with self._async_engine.connect() as conn:
-                return await conn.run_sync(fn, *args)
+                return await conn.run_sync(lambda c: ctx.run(fn, c, *args))
         except (OperationalError, OSError) as e:
             raise _unavailable(e) from e
         except DBAPIError as e:
@@ -118,16 +121,20 @@ class Database:
         if rehearse:
             fn = functools.partial(_rehearsal, fn)
         try:
+            # The caller's context variables (who is writing: registry/model/events.py) go along.
+            ctx = contextvars.copy_context()
             if self.is_sqlite:
                 loop = asyncio.get_running_loop()
-                result, changed = await loop.run_in_executor(self._writer, _in_write, self._write_engine, fn, args)
+                result, changed = await loop.run_in_executor(
+                    self._writer, ctx.run, _in_write, self._write_engine, fn, args
+                )
                 if changed and self.after_changes is not None:
                     self.after_changes()
                 return result
             for attempt in range(3):
                 try:
                     async with self._async_engine.begin() as conn:
-                        result, changed = await conn.run_sync(_marked, fn, args)
+                        result, changed = await conn.run_sync(lambda c: ctx.run(_marked, c, fn, args))
                     if changed and self.after_changes is not None:
                         self.after_changes()
                     return result

@@ -229,6 +229,55 @@ secrets = Table(
     UniqueConstraint("namespace", "name"),
 )
 
+# -- notifications (registry/model/events.py, registry/notifications) ---------------------------
+# The event log: one row per registry event, appended in the transaction of its change, ids in
+# commit order (never reused: SQLite AUTOINCREMENT, a PostgreSQL sequence under the append lock).
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("action", String(16), nullable=False),  # push, pull, mount, delete
+    Column("namespace", String(253), nullable=True),
+    Column("repository", String(255), nullable=False),
+    Column("media_type", String(255), nullable=True),
+    Column("digest", DIGEST, nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("tag", String(128), nullable=True),
+    Column("actor", String(255), nullable=True),
+    Column("detail", JSON, nullable=True),  # request, source, fromRepository, references, upstream
+    Index("ix_events_at", "at"),
+    Index("ix_events_namespace", "namespace", "id"),  # okura events list -n NS
+    sqlite_autoincrement=True,
+)
+# Each endpoint's delivery state: the last event it has (or was skipped past), and its health.
+notification_cursors = Table(
+    "notification_cursors",
+    metadata,
+    Column("endpoint", String(253), primary_key=True),
+    Column("cursor", BigInteger, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("last_success_at", TS, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", TS, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),  # in a row
+    Column("delivered", BigInteger, nullable=False, server_default="0"),
+    Column("dropped", BigInteger, nullable=False, server_default="0"),  # past max_backlog
+)
+# Webhook endpoints added through the API (NotificationEndpoint objects); the config file's are
+# not stored here.
+notification_endpoints = Table(
+    "notification_endpoints",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("uid", String(36), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("labels", JSON, nullable=True),
+    Column("annotations", JSON, nullable=True),
+    Column("generation", Integer, nullable=False, server_default="1"),
+    Column("created_at", TS, nullable=False),
+    Column("resource_version", BigInteger, nullable=False, server_default="1"),
+)
 # -- image pruning (registry/pruning) ----------------------------------------------------------
 
 # The ImagePruner custom resource, a singleton named "cluster" (OpenShift's

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -26,7 +26,7 @@ from registry.metadata.schema import (
     tag_events,
     tags,
 )
-from registry.model import streams
+from registry.model import events, streams
 from registry.model.changes import ADDED, DELETED, Change
 from registry.model.context import Registry
 from registry.model.manifest_format import ParsedManifest, parse_manifest
@@ -221,7 +221,20 @@ def _store_manifest(
     image = Change(streams.IMAGES, None, digest, ADDED) if not stored_before else None
     if image is not None:
         entries.append(image)
-    streams.record_and_stamp(db, conn, repo_id, entries)
+    # Every manifest PUT is a push event (distribution's), by tag or by digest; tags that
+    # follow the pushed one moved too.
+    pushed = events.Event(
+        events.PUSH,
+        repo,
+        parsed.media_type,
+        digest,
+        len(content),
+        tag,
+        pushed_by,
+        references=tuple(parsed.blobs + parsed.children),
+    )
+    followed = [replace(pushed, tag=t, references=()) for t in moved[1:]]
+    streams.record_and_stamp(db, conn, repo_id, entries, [pushed, *followed])
     if new_here and any(e is not None for e in entries):
         conn.execute(_STAMP_MANIFEST, {"manifest_id": manifest_id})
     return bool(moved)
@@ -259,12 +272,17 @@ def _delete(conn: Connection, db: Database, repo: str, reference: str) -> bool:
             return False
         conn.execute(_DELETE_TAG_HISTORY, {"repo_id": repo_id, "tag": reference})
         streams.record_and_stamp(
-            db, conn, repo_id, [streams.stream_changed(repo), streams.tag_changed(repo, reference, DELETED)]
+            db,
+            conn,
+            repo_id,
+            [streams.stream_changed(repo), streams.tag_changed(repo, reference, DELETED)],
+            [events.Event(events.DELETE, repo, tag=reference)],
         )
         return True
     manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": reference}).scalar()
     if manifest_id is None:
         return False
+    media_type = conn.execute(select(manifests.c.media_type).where(manifests.c.id == manifest_id)).scalar()
     tag_names = list(conn.execute(select(tags.c.name).where(tags.c.manifest_id == manifest_id)).scalars())
     conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
     conn.execute(delete(tag_events).where(tag_events.c.repository_id == repo_id, tag_events.c.digest == reference))
@@ -276,7 +294,9 @@ def _delete(conn: Connection, db: Database, repo: str, reference: str) -> bool:
         entries.append(streams.stream_changed(repo))
     if conn.execute(_ANY_HOLDER, {"digest": reference}).first() is None:
         entries.append(Change(streams.IMAGES, None, reference, DELETED, {"name": reference}))
-    streams.record_and_stamp(db, conn, repo_id, entries)
+    deleted = [events.Event(events.DELETE, repo, media_type, reference)]
+    deleted += [events.Event(events.DELETE, repo, tag=t) for t in tag_names]
+    streams.record_and_stamp(db, conn, repo_id, entries, deleted)
     return True
 
 

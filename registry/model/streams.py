@@ -36,7 +36,7 @@ from registry.metadata.schema import (
     tag_events,
     tags,
 )
-from registry.model import changes
+from registry.model import changes, events
 from registry.model.changes import ADDED, DELETED, MODIFIED, Change
 from registry.model.context import Registry
 from registry.model.images import is_digest_name
@@ -403,14 +403,56 @@ def tag_changed(repo: str, tag: str, type_: str = MODIFIED, snapshot: dict[str, 
     return Change(STREAM_TAGS, parts[0], f"{parts[1]}:{tag}", type_, snapshot) if parts else None
 
 
-def record_and_stamp(db: Database, conn: Connection, repo_id: int, entries: Sequence[Change | None]) -> None:
+def record_and_stamp(
+    db: Database,
+    conn: Connection,
+    repo_id: int,
+    entries: Sequence[Change | None],
+    explicit: Sequence[events.Event] | None = None,
+) -> None:
     """Append the changes (at the end of the transaction) and give the stream the
-    resourceVersion of its newest one."""
+    resourceVersion of its newest one. The events notifications deliver go with them:
+    `explicit` ones (a push says what was pushed), else those the tag changes imply (a tag
+    moved by the API, `okura tag` or an import is a push of that tag; a deleted tag or stream
+    a delete)."""
     kept = [e for e in entries if e is not None]
+    events.append(db, conn, explicit if explicit is not None else _implied_events(conn, repo_id, kept))
     if not kept:
         return
     ids = changes.record(db, conn, kept)
     conn.execute(_STAMP_STREAM, {"repo_id": repo_id, "rv": max(ids)})
+
+
+_TAG_TARGET_DETAIL = (
+    select(manifests.c.digest, manifests.c.media_type, manifests.c.size, manifests.c.upstream)
+    .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+    .where(tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("tag"))
+)
+
+
+def _implied_events(conn: Connection, repo_id: int, entries: Sequence[Change]) -> list[events.Event]:
+    found: list[events.Event] = []
+    seen: set[tuple[str, str | None, str, bool]] = set()
+    for change in entries:
+        key = (change.resource, change.namespace, change.name, change.type == DELETED)
+        if key in seen:  # one tag changed twice in one write (its spec and its image) is one event
+            continue
+        seen.add(key)
+        if change.resource == STREAMS and change.type == DELETED:
+            found.append(events.Event(events.DELETE, f"{change.namespace}/{change.name}"))
+        if change.resource != STREAM_TAGS:
+            continue
+        stream, _, tag = change.name.rpartition(":")
+        repo = f"{change.namespace}/{stream}"
+        if change.type == DELETED:
+            found.append(events.Event(events.DELETE, repo, tag=tag))
+            continue
+        row = conn.execute(_TAG_TARGET_DETAIL, {"repo_id": repo_id, "tag": tag}).first()
+        if row is not None:  # a spec tag not imported yet points at nothing: no event
+            found.append(
+                events.Event(events.PUSH, repo, row.media_type, row.digest, row.size, tag, upstream=row.upstream)
+            )
+    return found
 
 
 # -- resolving what spec tags point at -------------------------------------------------------

@@ -32,6 +32,7 @@ from registry.hashing import Hasher, new_hasher
 from registry.locks import upload_lock
 from registry.metadata.db import utcnow
 from registry.metadata.schema import blobs, repositories, repository_blobs, uploads
+from registry.model import events
 from registry.model.blobs import link_blob, reserve_blob
 from registry.model.context import Registry
 from registry.model.streams import ensure_stream, record_and_stamp, stream_added
@@ -41,6 +42,10 @@ from storage.base import BlobNotFound, StorageError, StorageFull
 log = logging.getLogger("okura.uploads")
 # Upload data untouched this long, with no live writer, belongs to a writer that died.
 RECLAIM_IDLE_SECONDS = 30.0
+
+
+# distribution reports blob events with this media type (it does not know a blob's own).
+BLOB_MEDIA_TYPE = "application/octet-stream"
 
 
 @dataclass
@@ -348,8 +353,8 @@ async def _commit(reg: Registry, repo: str, state: UploadState, digest: str) -> 
         if not link_blob(reg.db, conn, repo_id, digest, state.size):
             return False
         _delete_upload(conn, state.id)
-        if created:
-            record_and_stamp(reg.db, conn, repo_id, [stream_added(repo)])
+        pushed = [events.Event(events.PUSH, repo, BLOB_MEDIA_TYPE, digest, state.size)]
+        record_and_stamp(reg.db, conn, repo_id, [stream_added(repo)] if created else [], pushed)
         return True
 
     if not await reg.db.write(record):
@@ -399,12 +404,12 @@ async def mount_blob(
     for row in rows:
         if row.name == repo or await may_read(row.name):
 
-            def link(conn: Connection, size: int = row.size) -> bool:
+            def link(conn: Connection, size: int = row.size, source_repo: str = row.name) -> bool:
                 repo_id, created, _, _ = ensure_stream(reg.db, conn, repo)
                 if not link_blob(reg.db, conn, repo_id, digest, size):
                     return False
-                if created:
-                    record_and_stamp(reg.db, conn, repo_id, [stream_added(repo)])
+                mounted = events.Event(events.MOUNT, repo, BLOB_MEDIA_TYPE, digest, size, from_repository=source_repo)
+                record_and_stamp(reg.db, conn, repo_id, [stream_added(repo)] if created else [], [mounted])
                 return True
 
             # A blob the collector is deleting cannot be mounted: the client uploads it.

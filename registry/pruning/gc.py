@@ -35,12 +35,14 @@ from registry.metadata.schema import (
     tag_events,
     tags,
 )
-from registry.model import changes
+from registry.model import changes, events
 from registry.model.blobs import STALE_CLAIM, finish_claim
 from registry.model.changes import DELETED, Change
 from registry.model.context import Registry
 from registry.model.streams import IMAGES, stream_changed
 from registry.pruning.plan import Blob, Link, Manifest, TagEvent
+
+PRUNER_ACTOR = "system:image-pruner"  # who the pruner's delete events name
 
 BATCH = 500  # objects per delete transaction: short exclusive holds, few round trips
 STORAGE_CONCURRENCY = 8
@@ -153,12 +155,21 @@ async def _delete_manifest_level(reg: Registry, items: list[tuple[Manifest, date
             gone = [by_id[r.id][0] for r in rows if as_utc(r.pushed) < by_id[r.id][1]]
             ids = [m.id for m in gone]
             if ids:
+                pruned = [
+                    events.Event(events.DELETE, r.name, r.media_type, r.digest, actor=PRUNER_ACTOR)
+                    for r in conn.execute(
+                        select(repositories.c.name, manifests.c.media_type, manifests.c.digest)
+                        .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
+                        .where(manifests.c.id.in_(ids))
+                    )
+                ]
                 conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id.in_(ids)))
                 conn.execute(delete(manifest_children).where(manifest_children.c.manifest_id.in_(ids)))
                 conn.execute(delete(manifests).where(manifests.c.id.in_(ids)))
                 digests = sorted({m.digest for m in gone})
                 still = set(conn.execute(select(manifests.c.digest).where(manifests.c.digest.in_(digests))).scalars())
                 images = [Change(IMAGES, None, d, DELETED, {"name": d}) for d in digests if d not in still]
+                events.append(reg.db, conn, pruned)
                 changes.record(reg.db, conn, images)
             return gone
 

@@ -27,7 +27,7 @@ from registry.errors import RegistryError, Unavailable
 from registry.metadata import leases
 from registry.metadata.db import as_utc, utcnow
 from registry.metadata.schema import repositories, tag_events
-from registry.model import imports
+from registry.model import events, imports
 from registry.model.context import Registry
 from registry.model.imports import ImportRequest, ImportSource
 from registry.model.streams import TagCondition, TagReference, split_repository
@@ -126,6 +126,9 @@ class TokenBucket:
         return True
 
 
+ACTOR = "system:image-import-controller"
+
+
 async def import_due(reg: Registry, due: Due) -> None:
     request = ImportRequest(
         due.namespace,
@@ -135,8 +138,9 @@ async def import_due(reg: Registry, due: Due) -> None:
             for t in due.tags
         ),
         reset=False,
-        actor="system:image-import-controller",
+        actor=ACTOR,
     )
+    events.acting_as.set(ACTOR)  # this task's own context: the events of its imports name it
     await imports.import_images(reg, request)
 
 

@@ -16,7 +16,7 @@ from tests.support.kube import API, RFC3339, TABLE, create_stream, get_ok, names
 # Discovery does not depend on where blobs and metadata live.
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
-GROUPS = ["image.openshift.io", "imageregistry.operator.openshift.io", "authorization.k8s.io"]
+GROUPS = ["image.openshift.io", "imageregistry.operator.openshift.io", "authorization.k8s.io", "notifications.okura.io"]
 ALL_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
@@ -165,6 +165,7 @@ async def openapi_documents(client) -> dict[str, dict]:
         "apis/authorization.k8s.io/v1",
         "apis/image.openshift.io/v1",
         "apis/imageregistry.operator.openshift.io/v1",
+        "apis/notifications.okura.io/v1",
     ]
     docs = {}
     for path, entry in index["paths"].items():
@@ -211,6 +212,7 @@ async def test_every_discovered_kind_has_a_schema_with_its_group_version_kind(cl
         ("image.openshift.io/v1", "apis/image.openshift.io/v1"),
         ("imageregistry.operator.openshift.io/v1", "apis/imageregistry.operator.openshift.io/v1"),
         ("authorization.k8s.io/v1", "apis/authorization.k8s.io/v1"),
+        ("notifications.okura.io/v1", "apis/notifications.okura.io/v1"),
     ]:
         discovery = await get_ok(client, "/api/v1" if group_version == "v1" else f"/apis/{group_version}")
         group, _, version = group_version.rpartition("/")

@@ -50,6 +50,8 @@ SECRET_BODY = {
     "stringData": {".dockerconfigjson": '{"auths": {"quay.io": {"auth": "dTpw"}}}'},
 }
 REVIEWS = "/apis/authorization.k8s.io/v1"
+ENDPOINTS = "/apis/notifications.okura.io/v1/notificationendpoints"
+ENDPOINT_BODY = {"metadata": {"name": "hook"}, "spec": {"url": "http://127.0.0.1:9/hook"}}
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,19 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
         ("PATCH", PRUNER): cases(
             Case(PRUNER, CLUSTER_ADMIN, content=b"{}", headers={"Content-Type": "application/merge-patch+json"})
         ),
+        # Webhook endpoints: cluster-admins only (dry runs: nothing is made for the later cases).
+        ("GET", ENDPOINTS): cases(
+            Case(ENDPOINTS, CLUSTER_ADMIN), Case(f"{ENDPOINTS}?watch=true&timeoutSeconds=0", CLUSTER_ADMIN)
+        ),
+        ("POST", ENDPOINTS): cases(Case(f"{ENDPOINTS}?dryRun=All", CLUSTER_ADMIN, body=ENDPOINT_BODY)),
+        ("GET", f"{ENDPOINTS}/{{name}}"): cases(Case(f"{ENDPOINTS}/hook", CLUSTER_ADMIN)),
+        ("PUT", f"{ENDPOINTS}/{{name}}"): cases(
+            Case(f"{ENDPOINTS}/hook?dryRun=All", CLUSTER_ADMIN, body=ENDPOINT_BODY)
+        ),
+        ("PATCH", f"{ENDPOINTS}/{{name}}"): cases(
+            Case(f"{ENDPOINTS}/hook?dryRun=All", CLUSTER_ADMIN, content=b"{}", headers=MERGE_PATCH)
+        ),
+        ("DELETE", f"{ENDPOINTS}/{{name}}"): cases(Case(f"{ENDPOINTS}/hook?dryRun=All", CLUSTER_ADMIN)),
         # The token endpoint is open, but a bearer JWT is never exchanged for another one.
         ("GET", "/openshift/token"): cases(
             Case("/openshift/token", EVERYONE - {"pruner-jwt"}, refused={"pruner-jwt": 401})

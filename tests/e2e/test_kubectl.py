@@ -692,3 +692,54 @@ def test_invalid_token_is_unauthorized(kubectl, kubeconfigs, tmp_path):
     # kubectl's discovery client cannot decode a 401 Status (as against the API server), so
     # it words it its own way; what matters is that it knows it must log in.
     assert err.strip().splitlines()[-1].startswith("error: You must be logged in to the server ("), err
+
+
+# --------------------------------------------------------------------------------------------
+# 9. notification endpoints: cluster-admins only
+# --------------------------------------------------------------------------------------------
+
+ENDPOINT_SECRET = "e2e-hmac-key"
+# A loopback port nothing listens on: no event is pending while it exists, and were one sent,
+# the refusal would only be a logged warning.
+NOTIFICATION_ENDPOINT_YAML = f"""\
+apiVersion: notifications.okura.io/v1
+kind: NotificationEndpoint
+metadata:
+  name: e2e-hook
+spec:
+  url: http://127.0.0.1:9/hook
+  headers:
+    Authorization: [Bearer e2e]
+  timeout: 5s
+  ignore:
+    actions: [pull]
+  secret: {ENDPOINT_SECRET}
+"""
+
+
+def test_notification_endpoints_are_applied_listed_and_deleted_by_cluster_admins(kubectl, accounts, tmp_path):
+    manifest = write(tmp_path / "endpoint.yaml", NOTIFICATION_ENDPOINT_YAML)
+    editor, admin = kubectl("editor"), kubectl("admin")
+    # kubectl apply reads the object first: the editor is refused that get.
+    refused = re.compile(
+        r"notificationendpoints\.notifications\.okura\.io\b.* is forbidden: "
+        rf"{re.escape(accounts.editor.subject)} cannot (get|list|delete) notificationendpoints cluster-wide$",
+        re.MULTILINE,
+    )
+    err = editor.fails("apply", "-f", str(manifest))
+    assert err.startswith("Error from server (Forbidden)") and refused.search(err), err
+    assert ENDPOINT_SECRET not in err
+
+    assert admin.ok("apply", "-f", str(manifest)) == "notificationendpoint.notifications.okura.io/e2e-hook created\n"
+    header, rows = parse_table(admin.ok("get", "notificationendpoints"))
+    assert header == ["NAME", "URL", "SOURCE", "PENDING", "FAILURES", "AGE"]
+    assert row(rows, "e2e-hook")[1:5] == ["http://127.0.0.1:9/hook", "api", "0", "0"]
+    obj = get_yaml(admin, "notificationendpoint", "e2e-hook")
+    assert obj["spec"]["ignore"] == {"actions": ["pull"]} and obj["status"]["signed"] is True
+    assert ENDPOINT_SECRET not in yaml.safe_dump(obj)  # nor in kubectl's last-applied copy
+
+    assert refused.search(editor.fails("get", "notificationendpoints"))
+    assert refused.search(editor.fails("delete", "notificationendpoint", "e2e-hook"))
+    deleted = admin.ok("delete", "notificationendpoint", "e2e-hook")
+    assert deleted == 'notificationendpoint.notifications.okura.io "e2e-hook" deleted\n'
+    assert "(NotFound)" in admin.fails("get", "notificationendpoint", "e2e-hook")

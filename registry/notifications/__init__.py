@@ -1,0 +1,1 @@
+"""Notifications: the event log (registry/model/events.py) delivered to webhook endpoints."""
