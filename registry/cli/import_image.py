@@ -34,7 +34,6 @@ from registry.cli.common import CommandError, config_flags, run, warn
 from registry.cli.describe import describe_image, describe_stream
 from registry.cli.get import registry_host
 from registry.errors import ResourceNotFound
-from registry.imports.upstream import ImageRef
 from registry.kube import image_v1
 from registry.model import imports, streams
 from registry.model.imports import ImageOutcome, ImportResult
@@ -105,6 +104,8 @@ def check_source(flags: Flags) -> None:
     """--from must be a pull spec; with --all, a repository's (no tag, no digest)."""
     if flags.source is None:
         return
+    from registry.imports.upstream import ImageRef  # here: every `okura` command would load httpx
+
     try:
         ImageRef.parse(flags.source)
     except ValueError as e:

@@ -20,18 +20,23 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from registry.errors import BlobUnknown, Unavailable
-from registry.imports import upstream as up
+from registry.imports import lazy_module
 from registry.metadata import leases
 from registry.metadata.schema import manifest_blobs, manifests, repositories
 from registry.metrics import pullthrough_bytes, pullthrough_cache_requests, pullthrough_duration, pullthrough_errors
 from registry.model import blobs
 from registry.model.context import Registry
-from registry.model.imports import keyring_for, upstream_client
+from registry.model.import_fetch import keyring_for, upstream_client
+
+if TYPE_CHECKING:
+    from registry.imports import upstream as up
+else:
+    up = lazy_module("registry.imports.upstream")  # httpx only once something is fetched
 
 log = logging.getLogger("okura.pullthrough")
 

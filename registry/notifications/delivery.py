@@ -23,9 +23,8 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy import Connection, select, update
 
 from registry.config import EndpointConfig
@@ -43,7 +42,11 @@ from registry.model import events
 from registry.model.context import Registry
 from registry.model.events import LoggedEvent
 from registry.notifications import endpoints as endpoint_specs
+from registry.notifications import pulls
 from registry.notifications.envelope import EVENT_ID_HEADER, SIGNATURE_HEADER, body, event_id, first_batch, signature
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("okura.notifications")
 
@@ -158,6 +161,8 @@ class Deliverer:
 
     async def run(self) -> None:
         ep = self.endpoint
+        import httpx  # here, not at start: a registry without endpoints never loads it
+
         timeout = httpx.Timeout(ep.timeout, connect=min(ep.timeout, 10.0))
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
             while True:
@@ -262,6 +267,8 @@ class Deliverer:
         headers[EVENT_ID_HEADER] = ",".join(event_id(e.id) for e in sending)
         if self.secret is not None:
             headers[SIGNATURE_HEADER] = signature(self.secret, payload)
+        import httpx
+
         renewer = asyncio.create_task(self._renewing())
         try:
             response = await client.post(ep.url, content=payload, headers=headers)
@@ -300,6 +307,7 @@ async def run_forever(reg: Registry) -> None:
             except Exception:
                 log.exception("reading notification endpoints failed")
                 wanted = {name: spec for name, (spec, _) in running.items()}
+            pulls.set_wanted(any(e.pulls for e in wanted.values()))
             for name, (spec, task) in list(running.items()):
                 if wanted.get(name) != spec or task.done():
                     task.cancel()

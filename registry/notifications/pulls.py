@@ -1,5 +1,6 @@
-"""Pull events, when notifications.pull_events is on: a manifest GET is recorded at most once per
-repository, digest and pull_event_interval in each process, with how many pulls it stands for.
+"""Pull events, when notifications.pull_events is on or an endpoint asks for pulls: a manifest
+GET is recorded at most once per repository, digest and pull_event_interval in each process,
+with how many pulls it stands for.
 A pull storm thus writes a handful of rows, not one per pull; the write happens off the request
 path (a pull never waits for it, nor fails because of it)."""
 
@@ -19,11 +20,17 @@ MAX_KEYS = 10_000  # repositories x digests remembered; the oldest are forgotten
 _last: dict[tuple[str, str], float] = {}  # (repository, digest) -> when last recorded
 _pending: dict[tuple[str, str], int] = {}  # pulls since then
 _tasks: set[asyncio.Task[None]] = set()
+_endpoint_wants = [False]  # an endpoint in effect asks for pulls (set by the delivery supervisor)
+
+
+def set_wanted(wanted: bool) -> None:
+    """An endpoint with `pulls: true` turns pull events on, as notifications.pull_events does."""
+    _endpoint_wants[0] = wanted
 
 
 def pulled(reg: Registry, repository: str, digest: str, media_type: str, size: int, tag: str | None) -> None:
     """Count a pull; record an event when its key's interval has passed."""
-    if not reg.config.notifications.pull_events:
+    if not (reg.config.notifications.pull_events or _endpoint_wants[0]):
         return
     key = (repository, digest)
     now = time.monotonic()

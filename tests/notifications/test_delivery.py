@@ -26,6 +26,7 @@ from tests.support.servers import OkuraServer
 ENVELOPE = "application/vnd.docker.distribution.events.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 FAST = {"backoff": "200ms", "max_backoff": "1s", "timeout": "2s"}
+SUPERVISOR_SETTLE = 1.0  # the delivery supervisor reads endpoints at start, then every 5 s
 
 
 @pytest.fixture
@@ -244,3 +245,61 @@ def test_an_endpoint_that_does_not_resolve_does_not_stop_the_others(tmp_path, fa
         digest = push(registry, "team/dns", "v1")
         found = receiver.wait_for(lambda e: manifest_events(e), of="events", timeout=10)
         assert manifest_events(found)[0]["target"]["digest"] == digest
+
+
+def lease_holder_pid(url: str) -> int | None:
+    """The pid of the process holding the endpoint's delivery lease (holders are host:pid:nonce)."""
+    import asyncpg
+
+    async def query() -> str | None:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            return await conn.fetchval("SELECT holder FROM leases WHERE name = 'notify:hook'")
+        finally:
+            await conn.close()
+
+    holder = asyncio.run(query())
+    return int(holder.split(":")[1]) if holder else None
+
+
+def test_the_delivering_replica_dies_and_the_other_takes_over(tmp_path, factory):
+    receiver: Receiver = factory()
+    receiver.set_mode("hang", delay=60)
+    url = asyncio.run(create_database("okura_notify_death"))
+    hook = {"name": "hook", "url": receiver.url, "timeout": "30s", "backoff": "200ms", "max_backoff": "1s"}
+    env = {**endpoints_env(hook), "OKURA_DATABASE_URL": url}
+    a = OkuraServer(tmp_path / "a", env=env)
+    b = OkuraServer(tmp_path / "b", env=env)
+    try:
+        a.start()
+        b.start()
+        digests = [push(server, "team/death", f"t{i}") for i, server in enumerate([a, b, a])]
+        receiver.wait_for(lambda r: len(r) >= 1, of="in_flight")
+        holder = lease_holder_pid(url)
+        dying, surviving = (a, b) if holder == a.pid else (b, a)
+        assert holder == dying.pid
+        dying.kill()
+        receiver.set_mode("ok")
+        found = receiver.wait_for(lambda e: len(manifest_events(e)) >= 3, of="events", timeout=30)
+        assert list(dict.fromkeys(e["target"]["digest"] for e in manifest_events(found))) == digests
+        assert surviving.alive()
+    finally:
+        a.stop()
+        b.stop()
+        asyncio.run(drop_database(url))
+
+
+def test_an_endpoint_asking_for_pulls_gets_sampled_pull_events(tmp_path, factory):
+    receiver: Receiver = factory()
+    hook = {"name": "hook", "url": receiver.url, "pulls": True, "ignore": {"actions": ["push"]}, **FAST}
+    for registry in serve(tmp_path, "okura", hook):
+        digest = push(registry, "team/pulled", "v1")
+        time.sleep(SUPERVISOR_SETTLE)  # the supervisor sees the endpoint's `pulls` within its period
+        with registry.http() as c:
+            for _ in range(20):
+                assert c.get("/v2/team/pulled/manifests/v1", headers={"Accept": OCI_MANIFEST}).status_code == 200
+        [pulled] = receiver.wait_for(lambda e: e, of="events")
+        assert (pulled["action"], pulled["target"]["digest"], pulled["target"]["tag"]) == ("pull", digest, "v1")
+        assert pulled["okura"]["pulls"] == 1
+        time.sleep(1)
+        assert len(receiver.events()) == 1  # the other 19 wait for the next interval (1 min)

@@ -1,7 +1,9 @@
-"""The one port allocator of the test suites: every server a test starts (okura, SeaweedFS)
-listens on a loopback port from PORTS, the range the suites have always used, apart from what
+"""The one port allocator of the test suites: every server a test starts (okura, SeaweedFS,
+upstream registries, webhook receivers) listens on a loopback port from PORTS, apart from what
 other programs here listen on (development and reference registries below 5100, PostgreSQL on
-5432) and from the kernel's ephemeral range (outgoing connections)."""
+5432, RabbitMQ on 5672, Redis on 6379) and from the kernel's ephemeral range (outgoing
+connections). A port is handed out once per session, so the range is wide: the whole suite
+starts several hundred servers."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import random
 import socket
 import threading
 
-PORTS = range(5100, 5300)
+RESERVED = frozenset({5432, 5672, 6379})  # PostgreSQL, RabbitMQ, Redis on this machine
+PORTS = [p for p in range(5100, 7000) if p not in RESERVED]
 
 _handed_out: set[int] = set()
 _lock = threading.Lock()
@@ -30,4 +33,4 @@ def allocate_port() -> int:
                     continue
             _handed_out.add(port)
             return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+    raise RuntimeError(f"no free port in {PORTS[0]}-{PORTS[-1]}")
