@@ -4,6 +4,7 @@ APIs name exact checks (a verb on a resource in a namespace)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable
@@ -84,7 +85,7 @@ def guarded(spec: RouteSpec) -> Handler:
             request.state.identity = ANONYMOUS
         else:
             request.state.identity = await access_controller(request).authorize(request, needed)
-        events.current_request.set(_request_info(request))  # what the events of this request say
+        events.current_request.set(functools.partial(_request_info, request))  # what its events say
         return await handler(request)
 
     endpoint.__name__ = spec.name

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -51,7 +51,9 @@ class RequestInfo:
     actor: str | None = None  # the authenticated name, when not anonymous
 
 
-current_request: ContextVar[RequestInfo | None] = ContextVar("okura_current_request", default=None)
+# Set per request to a function making its RequestInfo: called only when an event is written,
+# so reads (most requests: blob and manifest GETs) never build one.
+current_request: ContextVar[Callable[[], RequestInfo] | None] = ContextVar("okura_current_request", default=None)
 # Who acts when no request does: a background job (the import controller, the pruner).
 acting_as: ContextVar[str | None] = ContextVar("okura_acting_as", default=None)
 _source = {"addr": SOURCE_HOST}
@@ -135,7 +137,8 @@ def append(db: Database, conn: Connection, entries: Sequence[Event | None]) -> N
         # Wakes deliverers (and watchers) on the other replicas at the commit, as changes do.
         conn.execute(text("SELECT pg_notify(:channel, :key)"), {"channel": CHANNEL, "key": CHANGES_SLOT})
     now = utcnow()
-    info = current_request.get()
+    describe = current_request.get()
+    info = describe() if describe is not None else None
     conn.execute(events.insert(), [_row(e, now, info) for e in kept])
     conn.info[CHANGES_MARK] = True  # and this process's, after the commit
 

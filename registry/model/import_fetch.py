@@ -210,6 +210,12 @@ class _Clients:
         self._open.clear()
 
 
+def imports_from(tag: TagReference | None, source: ImportSource) -> bool:
+    """Whether a spec tag already imports from this source: its own flags and mode hold then
+    (a tag given a new source starts from the defaults)."""
+    return tag is not None and tag.from_kind == "DockerImage" and tag.from_name == source.from_name
+
+
 def _platform_key(entry: dict[str, Any]) -> tuple[str, str]:
     platform = entry.get("platform") if isinstance(entry.get("platform"), dict) else {}
     return str(platform.get("os", "")), str(platform.get("architecture", ""))
@@ -302,8 +308,7 @@ async def _fetch(reg: Registry, clients: _Clients, source: ImportSource, tag: Ta
     except ValueError as e:
         return failure(source, "Invalid", str(e), 422)
     # The tag's own mode holds only while it imports from the same source (as _spec_tag_for writes it).
-    same_source = tag is not None and tag.from_kind == "DockerImage" and tag.from_name == source.from_name
-    mode = source.import_mode or (tag.import_mode if same_source and tag else None)
+    mode = source.import_mode or (tag.import_mode if tag is not None and imports_from(tag, source) else None)
     mode = mode or reg.config.imports.default_import_mode
     try:
         client = await clients.get(ref, source.insecure)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select, update
 
 from registry.errors import ResourceConflict, ResourceNotFound
 from registry.metadata.db import Database, utcnow
-from registry.metadata.schema import manifest_blobs, manifest_children, manifests, repositories, tag_events
+from registry.metadata.schema import manifests, repositories, tag_events
 from registry.metrics import imports_total
 from registry.model import blobs, streams
 from registry.model.changes import ADDED, Change
@@ -49,6 +49,7 @@ from registry.model.import_fetch import (
 )
 from registry.model.import_fetch import (
     fetch_all,
+    imports_from,
 )
 from registry.model.import_fetch import (
     keyring_for as keyring_for,
@@ -57,6 +58,7 @@ from registry.model.import_fetch import (
     prioritize_tags as prioritize_tags,
 )
 from registry.model.manifest_format import parse_manifest
+from registry.model.manifests import manifest_row, record_references
 from registry.model.streams import Stream, TagCondition, TagReference
 
 log = logging.getLogger("okura.imports")
@@ -184,8 +186,7 @@ async def _store_configs(reg: Registry, image: FetchedImage) -> None:
 def _spec_tag_for(source: ImportSource, prior: TagReference | None, default_mode: str) -> TagReference:
     """ensureSpecTag: the tag imports from `source`; flags OR with the tag's, and a reference
     policy the tag already has is never overwritten by a default."""
-    same_source = prior is not None and prior.from_kind == "DockerImage" and prior.from_name == source.from_name
-    keep = prior if same_source else None
+    keep = prior if imports_from(prior, source) else None
     return TagReference(
         name=source.to or "",
         from_kind="DockerImage",
@@ -328,36 +329,12 @@ def _store_image(db: Database, conn: Connection, repo_id: int, image: FetchedIma
     now = utcnow()
     conn.execute(
         db.insert_ignore(manifests, "repository_id", "digest"),
-        {
-            "repository_id": repo_id,
-            "digest": image.digest,
-            "media_type": parsed.media_type,
-            "size": len(image.content),
-            "content": image.content,
-            "config_digest": parsed.config_digest,
-            "subject_digest": parsed.subject,
-            "artifact_type": parsed.artifact_type,
-            "annotations": parsed.annotations,
-            "created_at": now,
-            "pushed_by": None,
-            "last_pushed_at": now,
-            "upstream": image.upstream,
-            "upstream_insecure": image.insecure,
-        },
+        manifest_row(repo_id, image.digest, image.content, parsed, now, None, image.upstream, image.insecure),
     )
     manifest_id = conn.execute(
         select(manifests.c.id).where(manifests.c.repository_id == repo_id, manifests.c.digest == image.digest)
     ).scalar_one()
-    if parsed.blobs:
-        conn.execute(
-            db.insert_ignore(manifest_blobs, "manifest_id", "digest"),
-            [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
-        )
-    if parsed.children:
-        conn.execute(
-            db.insert_ignore(manifest_children, "manifest_id", "child_digest"),
-            [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
-        )
+    record_references(db, conn, manifest_id, parsed)
     if image.config_blob is not None:
         digest, data = image.config_blob
         if not blobs.link_referenced_blob(db, conn, repo_id, digest, len(data)):

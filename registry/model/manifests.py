@@ -141,6 +141,49 @@ def _missing(conn: Connection, query: Any, repo_id: int, wanted: list[str]) -> l
     return [d for d in wanted if d not in present]
 
 
+def manifest_row(
+    repo_id: int,
+    digest: str,
+    content: bytes,
+    parsed: ParsedManifest,
+    now: Any,
+    pushed_by: str | None,
+    upstream: str | None = None,
+    upstream_insecure: bool | None = None,
+) -> dict[str, Any]:
+    """A manifests row (pushed, or imported from `upstream`)."""
+    return {
+        "repository_id": repo_id,
+        "digest": digest,
+        "media_type": parsed.media_type,
+        "size": len(content),
+        "content": content,
+        "config_digest": parsed.config_digest,
+        "subject_digest": parsed.subject,
+        "artifact_type": parsed.artifact_type,
+        "annotations": parsed.annotations,
+        "created_at": now,
+        "pushed_by": pushed_by,
+        "last_pushed_at": now,
+        "upstream": upstream,
+        "upstream_insecure": upstream_insecure,
+    }
+
+
+def record_references(db: Database, conn: Connection, manifest_id: int, parsed: ParsedManifest) -> None:
+    """What a manifest names (its blobs, an index's children), for the pruner and pull-through."""
+    if parsed.blobs:
+        conn.execute(
+            db.insert_ignore(manifest_blobs, "manifest_id", "digest"),
+            [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
+        )
+    if parsed.children:
+        conn.execute(
+            db.insert_ignore(manifest_children, "manifest_id", "child_digest"),
+            [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
+        )
+
+
 def _store_manifest(
     conn: Connection,
     db: Database,
@@ -178,33 +221,11 @@ def _store_manifest(
     new_here = all(row.repository_id != repo_id for row in stored_before)
     conn.execute(
         db.upsert(manifests, ("repository_id", "digest"), ("last_pushed_at",)),
-        {
-            "repository_id": repo_id,
-            "digest": digest,
-            "media_type": parsed.media_type,
-            "size": len(content),
-            "content": content,
-            "config_digest": parsed.config_digest,
-            "subject_digest": parsed.subject,
-            "artifact_type": parsed.artifact_type,
-            "annotations": parsed.annotations,
-            "created_at": now,
-            "pushed_by": pushed_by,
-            "last_pushed_at": now,
-        },
+        manifest_row(repo_id, digest, content, parsed, now, pushed_by),
     )
     manifest_id = conn.execute(_MANIFEST_ID, {"repo_id": repo_id, "digest": digest}).scalar_one()
     if new_here:
-        if parsed.blobs:
-            conn.execute(
-                db.insert_ignore(manifest_blobs, "manifest_id", "digest"),
-                [{"manifest_id": manifest_id, "digest": d} for d in parsed.blobs],
-            )
-        if parsed.children:
-            conn.execute(
-                db.insert_ignore(manifest_children, "manifest_id", "child_digest"),
-                [{"manifest_id": manifest_id, "child_digest": d} for d in parsed.children],
-            )
+        record_references(db, conn, manifest_id, parsed)
     entries: list[Change | None] = [streams.stream_added(repo)] if created else []
     moved: list[str] = []
     if tag is not None:
