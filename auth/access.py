@@ -21,7 +21,7 @@ class Access:
     """A docker scope: `type:name:action`."""
 
     type: str  # "repository" or "registry"
-    name: str  # repository name, or "catalog", "metrics", "admin", "imagepruners"
+    name: str  # repository name, or "catalog", "metrics", "admin", "imagepruners", "configs"
     action: str  # "pull", "push", "delete", "get" or "*"
 
 

@@ -73,8 +73,8 @@ def checks_for(access: Access, repository_exists: bool = True) -> list[Check]:
             return [Check(verb, resource, None) for verb, resource in ADMIN_OPERATIONS]
         if access.name == "api" and access.action == "*":
             return []  # anyone may hold it: each API request is checked exactly
-        if access.name == "imagepruners":  # imageregistry.operator.openshift.io, cluster-scoped
-            return [Check("get" if access.action == "get" else "update", "imagepruners", None)]
+        if access.name in ("imagepruners", "configs"):  # imageregistry.operator.openshift.io, cluster-scoped
+            return [Check("get" if access.action == "get" else "update", access.name, None)]
     raise Denied(f"unknown access {access.type}:{access.name}:{access.action}")
 
 

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 #   new repository -> create imagestreams       delete manifests/tags/blobs -> delete images
 #   catalog of everything -> list imagestreams (cluster)   metrics -> get registry/metrics
 #   the ImagePruner resource -> get/update imagepruners (cluster; only cluster-admin has it)
+#   the registry's Config resource -> get/update configs (cluster; only cluster-admin has it)
 #   webhook endpoints -> every verb on notificationendpoints (cluster; only cluster-admin has it)
+#   the server processes (pods, as OpenShift's registry pods) and their logs -> get/list pods and
+#   get pods/log (namespace openshift-image-registry, checked cluster-wide; only cluster-admin has it)
 # and the access-management API (/admin/v1), each operation its own verb and resource as
 # Kubernetes RBAC has them: create/get/list/delete users, serviceaccounts, tokens (cluster)
 # and rolebindings (in the binding's namespace), create subjectaccessreviews (can-i, who-can).
@@ -29,8 +32,11 @@ RESOURCES = (
     "tokens",
     "subjectaccessreviews",
     "imagepruners",
+    "configs",
     "secrets",
     "notificationendpoints",
+    "pods",
+    "pods/log",
 )
 # Every operation of the access-management API, as (verb, resource); a bearer JWT carries the
 # API's scope (registry:admin:*) only for callers allowed all of them cluster-wide.
@@ -111,7 +117,7 @@ ROLES: dict[str, Role] = {
 SHORT_NAMES = {"is": "imagestreams", "istag": "imagestreamtags", "isimage": "imagestreamimages"}
 GROUPS = {
     "image.openshift.io": ("imagestreams", "imagestreamtags", "imagestreamimages", "imagestreamimports", "images"),
-    "imageregistry.operator.openshift.io": ("imagepruners",),
+    "imageregistry.operator.openshift.io": ("imagepruners", "configs"),
     "notifications.okura.io": ("notificationendpoints",),
     "rbac.authorization.k8s.io": ("rolebindings",),
     "authorization.k8s.io": ("subjectaccessreviews",),

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,14 +27,19 @@ from registry.api import (
     namespaces,
     notificationendpoints,
     ops,
+    pod_logs,
+    pods,
+    registryconfig,
     secrets,
     token,
     uploads,
 )
 from registry.api.errors import EXCEPTION_HANDLERS
+from registry.api.limits import RequestLimits
 from registry.api.middleware import Observability
 from registry.api.routing import build_routes
 from registry.config import Config, config_from_dict, load_config
+from registry.logs import size_log_ring
 from registry.runtime import Runtime, open_runtime
 
 log = logging.getLogger("okura")
@@ -50,10 +56,13 @@ ROUTE_SPECS = [
     *discovery.ROUTES,
     *namespaces.ROUTES,
     *secrets.ROUTES,
+    *pods.ROUTES,
+    *pod_logs.ROUTES,
     *imagestreamimports.ROUTES,
     *imagestreams.ROUTES,
     *imagestreamtags.ROUTES,
     *imagepruner.ROUTES,
+    *registryconfig.ROUTES,
     *notificationendpoints.ROUTES,
     *authorization.ROUTES,
 ]
@@ -68,11 +77,13 @@ def build_app(runtime: Runtime) -> Any:
     """The app over a runtime that is already open (the tests open their own)."""
     app = _starlette(runtime.config)
     app.state.runtime = runtime
-    return Observability(app, log_access=runtime.config.log.access_log, audit=runtime.config.log.audit)
+    # Limits inside Observability, so that the 429s are logged and counted like any answer.
+    return Observability(RequestLimits(app), log_access=runtime.config.log.access_log, audit=runtime.config.log.audit)
 
 
 def create_app(config: Config, background: bool = True) -> Any:
     """The app a server runs: its lifespan opens the runtime, with the background jobs."""
+    size_log_ring(config.log.ring_lines)  # the lines `kubectl logs` and `okura logs` can read
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -82,9 +93,31 @@ def create_app(config: Config, background: bool = True) -> Any:
             app.state.runtime = runtime
             if runtime.jobs:
                 log.debug("background jobs", extra={"jobs": ",".join(runtime.jobs)})
+            _drain_on_signal(runtime)
             yield
 
-    return Observability(_starlette(config, lifespan), log_access=config.log.access_log, audit=config.log.audit)
+    limited = RequestLimits(_starlette(config, lifespan))
+    return Observability(limited, log_access=config.log.access_log, audit=config.log.audit)
+
+
+def _drain_on_signal(runtime: Runtime) -> None:
+    """On SIGTERM or SIGINT uvicorn stops accepting, then waits for open connections before
+    the lifespan ends: mark this replica draining at once, so that it reports itself not
+    ready (Terminating) and log follows end. uvicorn's own handlers run after ours and are
+    put back when it exits."""
+    settings = runtime.registry.settings
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            settings.draining = True
+            previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (an embedded server): no signals
+            signal.signal(sig, handler)
 
 
 def create_app_from_env() -> Any:

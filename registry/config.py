@@ -53,6 +53,10 @@ class HTTPConfig:
     # Idle keep-alive connections are closed after this long.
     keepalive_timeout: Duration = Duration(30)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    # This server's name in `okura get pods` and the pod API, stable across restarts (its
+    # restart count follows the name). Empty: the host name and a short hash of the data
+    # directory and address.
+    instance_name: str = ""
 
     @property
     def public_host(self) -> str:
@@ -66,6 +70,8 @@ class LogConfig:
     format: str = "logfmt"
     access_log: bool = True
     audit: bool = False  # one line per blob, manifest and tag call: subject, action, repository, outcome
+    # The last this many lines are kept in memory for the pod log API (`kubectl logs`, `okura logs`).
+    ring_lines: int = 10000
 
 
 @dataclass
@@ -214,6 +220,7 @@ def parse_allowed_registries(value: Any) -> AllowedRegistries:
 
 _LABEL = r"(?:\*|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)"
 _PATTERN_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::\d{{1,5}})?")
+_INSTANCE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 @dataclass
@@ -394,6 +401,16 @@ class PrunerConfig:
 
 
 @dataclass
+class InstancesConfig:
+    """Each server registers itself in the database (`okura get pods`)."""
+
+    heartbeat_interval: Duration = Duration(10)  # also how often it checks its database and storage
+    heartbeat_timeout: Duration = Duration(30)  # silent this long: Unknown, and the registry is Degraded
+    retention: Duration = Duration(3600)  # entries of stopped or lost servers are removed after this
+    config_poll_interval: Duration = Duration(2)  # how soon a Config change reaches this process
+
+
+@dataclass
 class Config:
     data_dir: str = "./data"
     http: HTTPConfig = field(default_factory=HTTPConfig)
@@ -410,6 +427,7 @@ class Config:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
 
     # derived values -----------------------------------------------------------------------
     @property
@@ -555,6 +573,29 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
     check(cfg.http.max_headers >= 16, "http.max_headers", "must be at least 16")
     check(0.1 <= cfg.http.header_timeout <= 3600, "http.header_timeout", "must be between 100ms and 1h")
     check(1 <= cfg.http.keepalive_timeout <= 3600, "http.keepalive_timeout", "must be between 1s and 1h")
+    check(
+        not cfg.http.instance_name or bool(_INSTANCE_NAME.fullmatch(cfg.http.instance_name)),
+        "http.instance_name",
+        "must be a DNS label: lower-case letters, digits and '-', at most 63, starting and ending alphanumeric",
+    )
+    check(
+        0.2 <= cfg.instances.heartbeat_interval <= 300, "instances.heartbeat_interval", "must be between 200ms and 5m"
+    )
+    check(
+        cfg.instances.heartbeat_timeout >= 2 * cfg.instances.heartbeat_interval,
+        "instances.heartbeat_timeout",
+        "must be at least twice instances.heartbeat_interval",
+    )
+    check(
+        cfg.instances.retention >= cfg.instances.heartbeat_timeout,
+        "instances.retention",
+        "must be at least instances.heartbeat_timeout",
+    )
+    check(
+        0.1 <= cfg.instances.config_poll_interval <= 60,
+        "instances.config_poll_interval",
+        "must be between 100ms and 1m",
+    )
     check(
         not cfg.http.base_url or cfg.http.base_url.startswith(("http://", "https://")),
         "http.base_url",

@@ -102,6 +102,29 @@ class TooManyRequests(RegistryError):
     code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
 
 
+class RegistryReadOnly(RegistryError):
+    """Config spec.readOnly: distribution's read-only maintenance mode has no write routes,
+    so writes get 405 (with the methods still allowed)."""
+
+    code, status = "UNSUPPORTED", 405
+    default_message = (
+        "the registry is in read-only mode (Config spec.readOnly): pushes, deletes and tag changes are refused"
+    )
+    reason = "MethodNotAllowed"
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"Allow": "GET, HEAD"})
+
+
+class RegistryRemoved(RegistryError):
+    """Config managementState Removed: the image API is gone, the metadata API stays."""
+
+    code, status = "UNAVAILABLE", 503
+    default_message = (
+        "the registry is removed (Config managementState: Removed): image pulls and pushes are unavailable"
+    )
+
+
 class RequestInvalid(RegistryError):
     code, status, default_message = "UNSUPPORTED", 400, "malformed request"
 

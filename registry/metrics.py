@@ -38,6 +38,17 @@ blob_cache_requests = Counter(
     "okura_blob_cache_requests_total", "Reads of small blobs from remote storage, by cache result", ["result"]
 )
 zero_copy_bytes = Counter("okura_http_zero_copy_bytes_total", "Blob bytes sent with sendfile(2), bypassing Python")
+# Request limits on /v2/ (registry/api/limits.py), OpenShift's spec.requests.read and .write:
+# per kind, the requests refused with 429 and those waiting for a slot in this process.
+requests_throttled = Counter(
+    "okura_requests_throttled_total", "Registry API requests refused with 429 by the request limits", ["kind"]
+)
+requests_queued = Gauge(
+    "okura_requests_queued",
+    "Registry API requests waiting for a slot under the request limits",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
 
 # The image pruner (registry/pruning). The install status is a state, not a count: every worker
 # sets it when it reads the resource, and the most recent value of a live worker is reported.

@@ -34,13 +34,13 @@ from registry.metadata.changes import ChangeFeed
 from registry.metadata.db import Database, sqlite_path
 from registry.metadata.migrate import SCHEMA_HEAD
 from registry.metrics import InstrumentedStorage
-from registry.model import events, instances
+from registry.model import events, instances, registry_config
 from registry.model.changes import ChangeWaiter
 from registry.model.context import Registry
 from registry.model.repositories import repository_id
 from registry.notifications import delivery, retention
 from registry.pruning import schedule as prune_schedule
-from registry.tasks import change_trim, heartbeat, import_controller, upload_purge
+from registry.tasks import change_trim, config_sync, heartbeat, import_controller, upload_purge
 from storage import create_storage
 
 log = logging.getLogger("okura")
@@ -95,13 +95,14 @@ def generation_path(config: Config) -> str:
 
 
 def background_jobs(reg: Registry) -> dict[str, Callable[[], Awaitable[None]]]:
-    instance = instances.this_instance(reg.config, version())
     jobs: dict[str, Callable[[], Awaitable[None]]] = {
-        "instance-heartbeat": lambda: heartbeat.run_forever(reg, instance),
+        "config-sync": lambda: config_sync.run_forever(reg),
         "upload-reclaim": lambda: upload_purge.reclaim_forever(reg),
         "image-pruner": lambda: prune_schedule.run_forever(reg),
         "change-log-trim": lambda: change_trim.run_forever(reg),
     }
+    if reg.instance is not None:
+        jobs["instance-heartbeat"] = lambda: heartbeat.run_forever(reg)
     if reg.config.uploads.purge_enabled:
         jobs["upload-purge"] = lambda: upload_purge.run_forever(reg)
     if reg.config.imports.controller:
@@ -232,6 +233,12 @@ async def open_runtime(
         if cache.feed is not None:
             cache.feed.on_notify = reg.waiter.notified
         stack.push_async_callback(reg.waiter.close)
+        # A server (one running the jobs) stores the Config resource on first start and takes
+        # its log level from it; other processes read it, or the config file's initial spec.
+        reg.settings = registry_config.LiveSettings(config, manage_logging=jobs)
+        await registry_config.load(reg, create=jobs)
+        if jobs:
+            reg.instance = instances.this_instance(config, version())
 
         store = AuthStore(db)
         auth = AuthServices(store, BindingAuthorizer(store, generation), TokenIssuer(db, config.auth, generation))

@@ -26,6 +26,10 @@ class StorageUnavailable(StorageError):
     """The backend cannot be reached right now; the request may be retried."""
 
 
+class StorageMissing(StorageError):
+    """The storage itself (a bucket, the blob directory) does not exist."""
+
+
 class StorageFull(StorageError):
     """The backend has no space left (a full disk or quota); writes fail until it has."""
 

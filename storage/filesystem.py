@@ -25,6 +25,7 @@ from storage.base import (
     BlobNotFound,
     StorageError,
     StorageFull,
+    StorageMissing,
     check_digest,
     check_upload_id,
 )
@@ -186,7 +187,7 @@ class FilesystemStorage:
 
         def _probe() -> None:
             if not os.path.isdir(self._blobs):
-                raise StorageError(f"blob directory {self._blobs} is missing")
+                raise StorageMissing(f"blob directory {self._blobs} is missing")
             try:
                 with open(probe, "wb") as f:
                     f.write(b"ok")

@@ -54,6 +54,7 @@ from storage.base import (
     BlobInfo,
     BlobNotFound,
     StorageError,
+    StorageMissing,
     StorageUnavailable,
     check_digest,
     check_upload_id,
@@ -659,7 +660,7 @@ class S3Storage:
         try:
             await self._call("head_bucket")
         except _Missing:
-            raise StorageError(f"S3 bucket {self.bucket!r} does not exist ({self.where})") from None
+            raise StorageMissing(f"S3 bucket {self.bucket!r} does not exist ({self.where})") from None
         except StorageUnavailable:
             raise
         except StorageError as e:

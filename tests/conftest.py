@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,18 @@ from tests.support.s3 import (
     stop_shared_seaweedfs,
 )
 from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """Commands run in-process (`okura migrate`, the CLI tests) set up logging on the captured
+    stderr of their test; a later test's log line would hit that closed stream. Put the root
+    logger back after every test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection

@@ -35,7 +35,10 @@ LISTED = (
     ("imagestreamimports", "image.openshift.io"),
     ("secrets", ""),
     ("imagepruners", "imageregistry.operator.openshift.io"),
+    ("configs", "imageregistry.operator.openshift.io"),
     ("notificationendpoints", "notifications.okura.io"),
+    ("pods", ""),
+    ("pods/log", ""),
     ("rolebindings", "rbac.authorization.k8s.io"),
 )
 

@@ -65,7 +65,9 @@ async def core_versions(request: Request) -> Response:
 
 async def core_resources(request: Request) -> Response:
     resources, _ = CORE
-    return kubeapi.respond(request, _resource_list("v1", resources))
+    listing = _resource_list("v1", resources)
+    listing["resources"].extend(dict(sub) for sub in core_v1.SUBRESOURCES)
+    return kubeapi.respond(request, listing)
 
 
 async def groups(request: Request) -> Response:

@@ -26,7 +26,7 @@ from registry.api.imagestreams import in_namespace, path_namespace
 from registry.api.routing import RouteSpec, registry
 from registry.kube import image_v1, meta
 from registry.kube.image_v1 import IMAGE_STREAM_IMPORTS
-from registry.model import images, imports
+from registry.model import images, imports, registry_config
 from registry.model.imports import (
     FetchedImage,
     ImageOutcome,
@@ -233,7 +233,7 @@ async def create_import(request: Request) -> Response:
     parsed = replace(parsed, actor=request.state.identity.name)
     result = await imports.import_images(reg, parsed)
     host = kubeapi.registry_host(request)
-    body = import_object(obj, parsed, result, host, reg.config.http.public_host)
+    body = import_object(obj, parsed, result, host, registry_config.public_host(reg))
     return kubeapi.respond(request, body, 201, warnings)
 
 
@@ -242,5 +242,6 @@ ROUTES = [
         f"{PREFIX}/namespaces/{{namespace}}/imagestreamimports",
         "imagestreamimports",
         {"POST": (create_import, in_namespace("create", "imagestreamimports"))},
+        image_writes=True,
     ),
 ]

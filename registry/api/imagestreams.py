@@ -26,7 +26,7 @@ from registry.errors import ResourceNotFound
 from registry.kube import image_v1
 from registry.kube.image_v1 import IMAGE_STREAMS
 from registry.kube.patches import apply_patch
-from registry.model import changes, streams
+from registry.model import changes, registry_config, streams
 from registry.model.changes import DELETED, LoggedChange
 from registry.model.streams import MayRead, Stream, StreamEdit
 from registry.names import NAME_COMPONENT_RE
@@ -86,9 +86,9 @@ def _name(request: Request) -> tuple[str, str]:
 
 
 def _object(request: Request, stream: Stream, host: str | None = None) -> dict[str, Any]:
-    """The ImageStream as this request sees it (its host; the configured public host)."""
+    """The ImageStream as this request sees it (its host; the public host in effect)."""
     host = host or kubeapi.registry_host(request)
-    return objects.stream_object(stream, host, registry(request).config.http.public_host)
+    return objects.stream_object(stream, host, registry_config.public_host(registry(request)))
 
 
 def _pair(request: Request, stream: Stream, host: str) -> tuple[dict[str, Any], list[Any]]:
@@ -266,6 +266,7 @@ ROUTES = [
             "GET": (list_namespace, in_namespace("list", "imagestreams")),
             "POST": (create_stream, in_namespace("create", "imagestreams")),
         },
+        image_writes=True,
     ),
     RouteSpec(
         f"{PREFIX}/namespaces/{{namespace}}/imagestreams/{{name:path}}",
@@ -276,5 +277,6 @@ ROUTES = [
             "PATCH": (patch_stream, in_namespace("patch", "imagestreams")),
             "DELETE": (delete_stream, in_namespace("delete", "imagestreams")),
         },
+        image_writes=True,
     ),
 ]

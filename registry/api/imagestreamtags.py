@@ -332,6 +332,7 @@ ROUTES = [
             "GET": (list_namespace, in_namespace("list", "imagestreamtags")),
             "POST": (create_tag, in_namespace("create", "imagestreamtags")),
         },
+        image_writes=True,
     ),
     RouteSpec(
         f"{PREFIX}/namespaces/{{namespace}}/imagestreamtags/{{name:path}}",
@@ -342,6 +343,7 @@ ROUTES = [
             "PATCH": (patch_tag, in_namespace("patch", "imagestreamtags")),
             "DELETE": (delete_tag, in_namespace("delete", "imagestreamtags")),
         },
+        image_writes=True,
     ),
     RouteSpec(
         f"{PREFIX}/namespaces/{{namespace}}/imagestreamimages",
@@ -358,5 +360,6 @@ ROUTES = [
         f"{PREFIX}/images/{{digest}}",
         "image",
         {"GET": (get_image, cluster("get", "images")), "DELETE": (delete_image, cluster("delete", "images"))},
+        image_writes=True,
     ),
 ]

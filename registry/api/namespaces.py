@@ -17,7 +17,8 @@ from registry.api.routing import RouteSpec, no_access, registry
 from registry.errors import ResourceNotFound
 from registry.kube.core_v1 import NAMESPACES
 from registry.kube.meta import timestamp
-from registry.model import streams
+from registry.model import registry_config, streams
+from registry.model.registry_config_spec import NAMESPACE as REGISTRY_NAMESPACE
 from registry.names import NAME_COMPONENT_RE
 
 # A namespace is no stored object: its uid is derived from its name, so it stays the same.
@@ -63,13 +64,15 @@ async def list_namespaces(request: Request) -> Response:
 async def get_namespace(request: Request) -> Response:
     name = _path_name(request)
     found, version = await streams.namespaces(registry(request))
-    for candidate, created in found:
-        if candidate == name:
-            obj, row = _namespace(name, created, version)
-            if kubeapi.wants_table(request):
-                return kubeapi.respond(request, kubeapi.table(NAMESPACES, [(row, obj)], version))
-            return kubeapi.respond(request, obj)
-    raise ResourceNotFound("namespaces", "", name)
+    created = next((when for candidate, when in found if candidate == name), None)
+    if created is None and name == REGISTRY_NAMESPACE:  # the registry's pods live there (kubectl logs asks)
+        created = (await registry_config.get_state(registry(request))).created_at
+    if created is None:
+        raise ResourceNotFound("namespaces", "", name)
+    obj, row = _namespace(name, created, version)
+    if kubeapi.wants_table(request):
+        return kubeapi.respond(request, kubeapi.table(NAMESPACES, [(row, obj)], version))
+    return kubeapi.respond(request, obj)
 
 
 ROUTES = [

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from auth.access import Access, AccessController, ApiAccess, Check, Needed
 from auth.controller import OpenShiftAccessController
 from auth.subjects import ANONYMOUS
-from registry.errors import PaginationNumberInvalid, RequestInvalid
+from registry.errors import PaginationNumberInvalid, RegistryReadOnly, RegistryRemoved, RequestInvalid
 from registry.model import events
 from registry.model.context import Registry
 from registry.names import validate_digest, validate_name
@@ -29,13 +29,27 @@ Handler = Callable[[Request], Awaitable[Response]]
 AccessRule = Callable[[Request], list[Needed] | Awaitable[list[Needed] | None] | None]
 
 
+READS = frozenset({"GET", "HEAD"})
+
+
 @dataclass(frozen=True)
 class RouteSpec:
-    """A path and, per method, the handler and the access it needs."""
+    """A path and, per method, the handler and the access it needs. `image_writes`: its
+    methods other than GET and HEAD change images or tags, so the registry's read-only mode
+    refuses them (default: the /v2/ routes)."""
 
     path: str
     name: str
     methods: dict[str, tuple[Handler, AccessRule]]
+    image_writes: bool | None = None
+
+    @property
+    def image_api(self) -> bool:
+        return self.path == "/v2" or self.path.startswith("/v2/")
+
+    @property
+    def writes_images(self) -> bool:
+        return self.image_api if self.image_writes is None else self.image_writes
 
 
 def public(request: Request) -> None:
@@ -74,10 +88,18 @@ def delete(request: Request) -> list[Access]:
 
 def guarded(spec: RouteSpec) -> Handler:
     methods = spec.methods
+    image_api, writes_images = spec.image_api, spec.writes_images
 
     async def endpoint(request: Request) -> Response:
         # Starlette answers HEAD on every GET route; without a HEAD entry, HEAD runs as GET.
         handler, access = methods.get(request.method) or methods["GET"]
+        # The Config resource's states apply before credentials are asked for: they hold
+        # whoever asks (distribution's read-only mode has no write routes at all).
+        settings = registry(request).settings.current
+        if image_api and settings.removed:
+            raise RegistryRemoved()
+        if writes_images and settings.read_only and request.method not in READS:
+            raise RegistryReadOnly()
         needed = access(request)
         if inspect.isawaitable(needed):
             needed = await needed

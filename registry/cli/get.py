@@ -4,6 +4,7 @@ config), as the API shows them (image.openshift.io/v1).
     okura get imagestreams [-n NS]            (aliases imagestream, is; all namespaces without -n)
     okura get imagestreams NS/NAME            (or NAME -n NS): one stream with each tag's history
     okura get image DIGEST
+    okura get pods [NAME] [-o wide|name]      the server processes (registry/cli/get_pods.py)
     -o json | -o yaml                         exactly the API object
 
 Image references start with http.base_url's host, else the listen address (`localhost`
@@ -23,9 +24,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from registry.api import objects
+from registry.cli import get_pods
 from registry.cli.common import CommandError, config_flags, run
 from registry.kube import meta
-from registry.model import images, instances, streams
+from registry.model import images, instances, registry_config, streams
 from registry.runtime import Runtime
 
 MAX_TAGS_SHOWN = 4  # as `oc get is`: the newest tags, then "+ N more..."
@@ -47,7 +49,7 @@ async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
     reg, host = runtime.registry, await registry_host(runtime)
     if args.name is None:
         found, version = await streams.list_streams(reg, args.namespace)
-        items = [objects.stream_object(s, host, runtime.config.http.public_host) for s in found]
+        items = [objects.stream_object(s, host, registry_config.public_host(reg)) for s in found]
         obj = meta.list_object("ImageStreamList", objects.API_VERSION, items, version)
     else:
         namespace, sep, name = args.name.partition("/")
@@ -58,7 +60,7 @@ async def _get_streams(runtime: Runtime, args: argparse.Namespace) -> int:
         elif args.namespace is not None and args.namespace != namespace:
             raise CommandError(f"{args.name} is not in namespace {args.namespace}", status=2)
         obj = objects.stream_object(
-            await streams.get_stream(reg, namespace, name), host, runtime.config.http.public_host
+            await streams.get_stream(reg, namespace, name), host, registry_config.public_host(reg)
         )
     _print(obj, args)
     return 0
@@ -206,6 +208,8 @@ def add_parser(sub: Any) -> None:
     streams.add_argument("-n", "--namespace")
     output(streams)
     streams.set_defaults(func=lambda args: run(args, _get_streams), prog="okura get imagestreams")
+
+    get_pods.add_parser(kinds)
 
     image = kinds.add_parser("image", aliases=["images"], help="an image by digest")
     image.add_argument("digest")

@@ -35,7 +35,7 @@ from registry.cli.describe import describe_image, describe_stream
 from registry.cli.get import registry_host
 from registry.errors import ResourceNotFound
 from registry.kube import image_v1
-from registry.model import imports, streams
+from registry.model import imports, registry_config, streams
 from registry.model.imports import ImageOutcome, ImportResult
 from registry.model.streams import IMPORT_MODES, Stream, TagReference
 from registry.names import TAG_RE
@@ -238,7 +238,8 @@ async def _import(runtime: Runtime, target: Target, flags: Flags, output: str | 
     with _model_warnings():
         result = await imports.import_images(runtime.registry, request)
     host = await registry_host(runtime)
-    answer = imagestreamimports.import_object(obj, request, result, host, runtime.config.http.public_host)
+    public_host = registry_config.public_host(runtime.registry)
+    answer = imagestreamimports.import_object(obj, request, result, host, public_host)
     if output == "json":
         print(json.dumps(answer, indent=2))
     elif output == "yaml":

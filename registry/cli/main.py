@@ -7,7 +7,20 @@ import argparse
 import os
 import sys
 
-from registry.cli import auth, check, events, get, import_image, kubeconfig, prune, secrets, serve, tag
+from registry.cli import (
+    auth,
+    check,
+    config_cmd,
+    events,
+    get,
+    import_image,
+    kubeconfig,
+    logs,
+    prune,
+    secrets,
+    serve,
+    tag,
+)
 from registry.cli.common import CommandError
 from registry.config import ConfigError
 from registry.errors import RegistryError
@@ -18,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="okura", description="Okura OCI container image registry")
     parser.add_argument("--version", action="version", version=f"okura {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (serve, check, auth, get, tag, import_image, kubeconfig, secrets, prune, events):
+    for group in (serve, check, auth, get, logs, tag, import_image, kubeconfig, secrets, prune, config_cmd, events):
         group.add_parser(sub)
     return parser
 

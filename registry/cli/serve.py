@@ -65,11 +65,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         _prepare(config, wait)
     host, port = config.listen
+    from registry.runtime import version  # already loaded by the command line's parser
+
     log.info(
         "starting okura",
         extra={
+            "version": version(),
             "storage": f"{config.storage.driver} ({config.storage_root})",
             "database": describe_url(config.database_url),
+            "auth": "enabled" if config.auth.enabled else "disabled",
             "workers": config.http.workers,
         },
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from registry.kube.values import type_name
+
 Schema = dict[str, Any]
 REF = "#/components/schemas/"
 
@@ -65,14 +67,6 @@ def ref(name: str, description: str = "") -> Schema:
     return schema
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def check(value: Any, schema: Schema, components: dict[str, Schema], path: str = "") -> list[tuple[str, str]]:
     """Every problem of `value` against `schema`, as (field path, message); [] when it fits.
     Null is accepted anywhere (an omitted value)."""
@@ -99,7 +93,7 @@ def _check(value: Any, schema: Schema, components: dict[str, Schema], path: str,
     where = path or "<root>"
     if kind == "object":
         if not isinstance(value, dict):
-            problems.append((where, f"expected an object, got {_type_name(value)}"))
+            problems.append((where, f"expected an object, got {type_name(value)}"))
             return
         if schema.get("x-kubernetes-preserve-unknown-fields"):
             return
@@ -115,22 +109,22 @@ def _check(value: Any, schema: Schema, components: dict[str, Schema], path: str,
                 problems.append((child, "unknown field"))
     elif kind == "array":
         if not isinstance(value, list):
-            problems.append((where, f"expected an array, got {_type_name(value)}"))
+            problems.append((where, f"expected an array, got {type_name(value)}"))
             return
         for i, item in enumerate(value):
             _check(item, schema.get("items", {}), components, f"{path}[{i}]", problems)
     elif kind == "string":
         if not isinstance(value, str):
-            problems.append((where, f"expected a string, got {_type_name(value)}"))
+            problems.append((where, f"expected a string, got {type_name(value)}"))
         elif "enum" in schema and value not in schema["enum"]:
             problems.append((where, f"unsupported value {value!r}: supported values: {', '.join(schema['enum'])}"))
     elif kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.append((where, f"expected an integer, got {_type_name(value)}"))
+            problems.append((where, f"expected an integer, got {type_name(value)}"))
         elif not -(2**63) <= value < 2**63:
             problems.append((where, "out of range for a 64-bit integer"))
     elif kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append((where, f"expected a number, got {_type_name(value)}"))
+            problems.append((where, f"expected a number, got {type_name(value)}"))
     elif kind == "boolean" and not isinstance(value, bool):
-        problems.append((where, f"expected a boolean, got {_type_name(value)}"))
+        problems.append((where, f"expected a boolean, got {type_name(value)}"))

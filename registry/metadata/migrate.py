@@ -9,7 +9,7 @@ from sqlalchemy import Connection, inspect, text
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 # The newest revision in migrations/versions (a unit test keeps the two in step). Knowing
 # it lets a worker see that the schema is current without importing Alembic (~10 MB).
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 _PG_MIGRATION_LOCK = 7_146_531_001  # advisory lock key: replicas migrate one at a time
 
 

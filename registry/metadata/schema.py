@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -186,6 +187,35 @@ instances = Table(
     Column("version", String(64), nullable=False),
     Column("started_at", TS, nullable=False),
     Column("heartbeat_at", TS, nullable=False),
+    Column("scheme", String(8), nullable=False, server_default="http"),  # http or https
+    Column("restarts", Integer, nullable=False, server_default="0"),  # earlier starts of this name
+    Column("ready", Boolean, nullable=False, server_default=false()),  # database and storage answer, not draining
+    Column("phase", String(16), nullable=False, server_default="Running"),  # Running | Terminating | Stopped
+    Column("not_ready_reason", String(500), nullable=True),
+    Column("storage_error", String(500), nullable=True),  # its last storage check, None when it passed
+    Column("config_generation", Integer, nullable=False, server_default="0"),  # the Config generation applied
+    Column("uid", String(36), nullable=True),  # new on every start, as a pod's
+    Column("stopped_at", TS, nullable=True),  # set on a clean exit; the row is kept for its restart count
+)
+
+# The registry's Config resource (configs.imageregistry.operator.openshift.io/cluster): the spec
+# as written, the spec in effect (`applied`: Unmanaged stops copying spec into it) and the
+# conditions whose transition times must persist. Created from the config file on first use.
+registry_configs = Table(
+    "registry_configs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("applied", JSON, nullable=False),
+    Column("applied_generation", Integer, nullable=False),
+    Column("conditions", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("uid", String(36), nullable=False),
+    Column("resource_version", BigInteger, nullable=False, server_default="1"),
+    Column("labels", JSON, nullable=True),
+    Column("annotations", JSON, nullable=True),
 )
 
 # The change log: every change of an API object, in commit order. Its ids are the

@@ -98,6 +98,10 @@ def local_path(reg: Registry, digest: str) -> str | None:
 
 
 async def redirect_url(reg: Registry, digest: str, method: str) -> str | None:
+    """A presigned storage URL to send the client to, or None to serve the bytes here (always,
+    with the Config resource's disableRedirect)."""
+    if reg.settings.current.disable_redirect:
+        return None
     return await reg.storage.redirect_url(digest, method)
 
 

@@ -20,3 +20,5 @@ class Registry:
     content: BlobContentCache | None = None  # small blobs in memory, for remote storage
     waiter: Any = None  # a changes.ChangeWaiter: wakes this process's watchers
     secret_keys: Any = None  # an imports.sealing.SecretKeys: seals and opens pull secrets
+    settings: Any = None  # a registry_config.LiveSettings: the Config resource in effect here
+    instance: Any = None  # an instances.Instance: this server process, when it serves

@@ -164,8 +164,8 @@ class _Writer:
 
 async def _take_writer(reg: Registry, remote: RemoteBlob) -> _Writer | None:
     """Become the one writer of this digest, or None when another request (here or on
-    another replica) is already storing it."""
-    if remote.digest in _in_flight:
+    another replica) is already storing it, or the registry is read-only (then it relays only)."""
+    if remote.digest in _in_flight or reg.settings.current.read_only:
         return None
     lease = "pull:" + remote.digest.partition(":")[2][:58]
     if not await leases.acquire(reg.db, lease, ttl=LEASE_TTL):

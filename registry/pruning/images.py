@@ -3,10 +3,11 @@ links and blobs nothing references, while the registry keeps serving pushes."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, text
@@ -23,6 +24,7 @@ from registry.metadata.schema import (
     tag_events,
     tags,
 )
+from registry.model import registry_config
 from registry.model.context import Registry
 from registry.pruning import gc
 from registry.pruning.plan import (
@@ -36,6 +38,8 @@ from registry.pruning.plan import (
     TagEvent,
     make_plan,
 )
+
+log = logging.getLogger("okura.pruner")
 
 
 @dataclass
@@ -157,12 +161,24 @@ def human_bytes(n: int) -> str:
 
 async def prune_images(reg: Registry, options: PruneOptions) -> PruneReport:
     """Prune as `oc adm prune images` does (see plan.py for the rules). A dry run only
-    reports. Raises PruneFailed, carrying the partial report, when a step fails."""
+    reports. Raises PruneFailed, carrying the partial report, when a step fails.
+
+    While the registry is Removed (its Config's managementState), only metadata is pruned and
+    storage is left untouched, whatever the options say (pruneRegistry can only narrow this)."""
+    await registry_config.refresh(reg)
+    removed = options.prune_registry and reg.settings.current.removed
+    if removed:
+        options = replace(options, prune_registry=False)
     now = clock.now()
     report = PruneReport(dry_run=not options.confirm, started_at=now)
     cutoff = now - timedelta(seconds=options.keep_younger_than)
     grace_cutoff = now - timedelta(seconds=options.grace_period)
     say = _Progress(options.progress)
+    if removed:
+        note = "The registry is Removed (Config managementState): pruning metadata only, storage is left untouched"
+        log.info(note)
+        if options.progress is not None:
+            options.progress(note)
     try:
         say("Reading image metadata")
         snap = await reg.db.read(_load_snapshot, options.prune_registry)

@@ -22,6 +22,7 @@ from registry import metrics
 from registry.cron import next_fire, previous_fire
 from registry.errors import ResourceConflict
 from registry.kube.meta import new_uid
+from registry.kube.values import singleton_metadata, with_transitions
 from registry.metadata.db import as_utc, utcnow
 from registry.metadata.schema import image_pruners, prune_runs
 from registry.model import changes
@@ -83,15 +84,7 @@ def conditions(
         "Scheduled": scheduled,
         "Failed": failed,
     }
-    old = {c.get("type"): c for c in previous}
-    result = []
-    for type_, (status, reason, message) in wanted.items():
-        before = old.get(type_)
-        since = before["lastTransitionTime"] if before and before.get("status") == status else timestamp(now)
-        result.append(
-            {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
-        )
-    return result
+    return with_transitions(wanted, previous, timestamp(now))
 
 
 def _reconciled(status: dict[str, Any], spec: dict[str, Any], generation: int, now: datetime) -> dict[str, Any]:
@@ -532,15 +525,15 @@ def render(state: PrunerState, runs: list[RunRecord], now: datetime | None = Non
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {
-            "name": NAME,
-            "uid": state.uid,
-            "resourceVersion": str(state.resource_version),
-            "generation": state.generation,
-            "creationTimestamp": timestamp(state.created_at),
-            **({"labels": dict(state.labels)} if state.labels else {}),
-            **({"annotations": dict(state.annotations)} if state.annotations else {}),
-        },
+        "metadata": singleton_metadata(
+            NAME,
+            state.uid,
+            state.resource_version,
+            state.generation,
+            timestamp(state.created_at),
+            state.labels,
+            state.annotations,
+        ),
         "spec": copy.deepcopy(state.spec),
         "status": status,
     }

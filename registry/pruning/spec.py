@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from registry import cron
 from registry.errors import ResourceInvalid
+from registry.kube.values import check_json, check_singleton, type_name
 from registry.pruning.plan import PruneOptions
 from registry.units import format_go_duration, parse_duration_ns
 
@@ -59,14 +60,6 @@ def validate_schedule(schedule: Any) -> str:
 
 
 # -- spec ---------------------------------------------------------------------------------------
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def _bool(value: Any, field: str, problems: Problems, default: bool) -> bool:
@@ -170,7 +163,7 @@ def normalize_spec(raw: Any, where: str = "spec", problems: Problems | None = No
             for i, item in enumerate(tolerations):
                 _object(item, f(f"tolerations[{i}]"), problems)
             spec["tolerations"] = copy.deepcopy(tolerations)
-    _check_json(spec, where, problems)
+    check_json(spec, where, problems.add)
     if own:
         problems.raise_if_any()
     return spec
@@ -186,21 +179,6 @@ def _count_ns(value: Any, field: str, problems: Problems) -> int:
     else:
         return value
     return 0
-
-
-def _check_json(value: Any, where: str, problems: Problems) -> None:
-    """The placement fields are stored as JSON: YAML timestamps or binary values are refused."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                problems.add(where, f"keys must be strings, not {k!r}")
-            else:
-                _check_json(v, f"{where}.{k}", problems)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_json(v, f"{where}[{i}]", problems)
-    elif value is not None and not isinstance(value, str | int | float | bool):
-        problems.add(where, f"unsupported value of type {type(value).__name__}")
 
 
 def initial_spec(cfg: PrunerConfig) -> dict[str, Any]:
@@ -219,9 +197,6 @@ def initial_spec(cfg: PrunerConfig) -> dict[str, Any]:
     )
 
 
-_TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
-
-
 def metadata_from_object(body: Any) -> tuple[dict[str, str], dict[str, str]]:
     """The labels and annotations of an ImagePruner object (checked by spec_from_object)."""
     metadata = body.get("metadata") if isinstance(body, dict) else None
@@ -236,24 +211,7 @@ def spec_from_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Invalid(f"the body must be an ImagePruner object, not {type_name(body)}")
     problems = Problems()
-    for key in sorted(str(k) for k in body if k not in _TOP_LEVEL):
-        problems.add(key, f"unknown field (known: {', '.join(_TOP_LEVEL)})")
-    if body.get("apiVersion") not in (None, API_VERSION):
-        problems.add("apiVersion", f"must be {API_VERSION}, not {body['apiVersion']!r}")
-    if body.get("kind") not in (None, KIND):
-        problems.add("kind", f"must be {KIND}, not {body['kind']!r}")
-    metadata = body.get("metadata")
-    if metadata is not None:
-        metadata = _object(metadata, "metadata", problems)
-        if metadata.get("name") not in (None, NAME):
-            problems.add("metadata.name", f"the only ImagePruner is named {NAME!r}, not {metadata['name']!r}")
-        for key in ("labels", "annotations"):
-            value = metadata.get(key)
-            if value is not None and (
-                not isinstance(value, dict)
-                or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-            ):
-                problems.add(f"metadata.{key}", "must be a map of strings")
+    check_singleton(body, API_VERSION, KIND, NAME, problems.add)
     spec = normalize_spec(body.get("spec"), problems=problems)
     problems.raise_if_any()
     return spec

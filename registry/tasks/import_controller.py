@@ -147,6 +147,9 @@ async def import_due(reg: Registry, due: Due) -> None:
 async def run_once(reg: Registry, bucket: TokenBucket) -> int:
     """One scan: import what is due (scheduled rounds while the bucket allows). Returns the
     number of streams imported."""
+    settings = reg.settings.current
+    if settings.read_only or settings.removed:  # imports write tags: they wait for writes to return
+        return 0
     interval = reg.config.imports.scheduled_interval
     due = await reg.db.read(find_due, utcnow(), interval)
     done = 0

@@ -51,6 +51,17 @@ async def test_core_api_versions_and_resources(client):
             "kind": "Secret",
             "verbs": ["create", "delete", "get", "list", "patch", "update"],
         },
+        {
+            "name": "pods",
+            "singularName": "pod",
+            "namespaced": True,
+            "kind": "Pod",
+            "verbs": ["get", "list"],
+            "shortNames": ["po"],
+            "categories": ["all"],
+        },
+        # A subresource, as the API server lists it (kubectl's REST mapper skips those).
+        {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
     ]
 
 
@@ -126,9 +137,12 @@ async def test_image_group_resources_kinds_verbs_scopes_and_short_names(client):
 async def test_other_groups_resources(client):
     operator = await get_ok(client, "/apis/imageregistry.operator.openshift.io/v1")
     assert [(r["name"], r["kind"], r["namespaced"]) for r in operator["resources"]] == [
-        ("imagepruners", "ImagePruner", False)
+        ("imagepruners", "ImagePruner", False),
+        ("configs", "Config", False),
     ]
-    assert operator["resources"][0]["verbs"] == ["get", "list", "patch", "update", "watch"]
+    for resource in operator["resources"]:
+        assert resource["verbs"] == ["get", "list", "patch", "update", "watch"]
+    assert operator["resources"][1]["singularName"] == "config"
 
     authz = await get_ok(client, "/apis/authorization.k8s.io/v1")
     assert [(r["name"], r["kind"], r["namespaced"], r["verbs"]) for r in authz["resources"]] == [
@@ -255,6 +269,28 @@ async def test_image_stream_schema_and_operations_as_kubectl_explain_and_apply_r
     images = doc["paths"][f"{API}/images/{{name}}"]
     assert {"get", "delete"} <= set(images) and "put" not in images
     assert set(doc["paths"][f"{API}/namespaces/{{namespace}}/imagestreamimages/{{name}}"]) == {"parameters", "get"}
+
+
+async def test_config_schema_and_operations_as_kubectl_explain_reads_them(client):
+    """The Config's spec and status (the storage's fields too), its list kind and operations;
+    that it carries its group-version-kind is checked above."""
+    doc = (await openapi_documents(client))["apis/imageregistry.operator.openshift.io/v1"]
+    schemas = doc["components"]["schemas"]
+    config = schemas["com.github.openshift.api.imageregistry.v1.Config"]["properties"]
+    spec = config["spec"]["properties"]
+    assert {"managementState", "logLevel", "readOnly", "disableRedirect", "requests", "routes", "replicas"} <= set(spec)
+    assert spec["managementState"]["enum"] == ["Managed", "Unmanaged", "Removed"]
+    storage = spec["storage"]["properties"]
+    s3 = set(storage["s3"]["properties"])
+    assert {"bucket", "region", "regionEndpoint", "rootDirectory", "virtualHostedStyle"} <= s3
+    assert {"managementState", "s3", "filesystem"} <= set(storage)
+    assert set(storage["filesystem"]["properties"]) == {"path"}
+    assert config["status"]["properties"]["storage"] == spec["storage"]
+    listed = schemas["com.github.openshift.api.imageregistry.v1.ConfigList"]["x-kubernetes-group-version-kind"]
+    assert [g["kind"] for g in listed] == ["ConfigList"]
+    collection = "/apis/imageregistry.operator.openshift.io/v1/configs"
+    assert set(doc["paths"][collection]) == {"parameters", "get"}
+    assert set(doc["paths"][f"{collection}/{{name}}"]) == {"parameters", "get", "put", "patch"}
 
 
 async def test_unknown_openapi_document_is_not_found(client):

@@ -24,6 +24,7 @@ UPLOAD = "00000000-0000-4000-8000-000000000000"
 ADMIN = "/admin/v1"
 IMAGES = "/apis/image.openshift.io/v1"
 PRUNER = "/apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster"
+CONFIGS = "/apis/imageregistry.operator.openshift.io/v1/configs"
 
 CALLERS = ("anonymous", "viewer", "editor", "admin", "other-admin", "pruner", "cluster-admin", "pruner-jwt")
 AUTHENTICATED = frozenset(CALLERS) - {"anonymous"}
@@ -44,6 +45,7 @@ STREAM = f"{IMAGES}/namespaces/team/imagestreams"
 TAGS = f"{IMAGES}/namespaces/team/imagestreamtags"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 SECRETS = "/api/v1/namespaces/team/secrets"
+PODS = "/api/v1/namespaces/openshift-image-registry/pods"
 SECRET_BODY = {
     "metadata": {"name": "pull"},
     "type": "kubernetes.io/dockerconfigjson",
@@ -131,6 +133,15 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
             api(f"{SECRETS}/pull", TEAM_ADMIN, content=b"{}", headers=MERGE_PATCH)
         ),
         ("DELETE", "/api/v1/namespaces/{namespace}/secrets/{name}"): cases(api(f"{SECRETS}/pull", TEAM_ADMIN)),
+        # The server processes (as OpenShift's registry pods) and their logs: cluster-admins only.
+        ("GET", "/api/v1/pods"): cases(Case("/api/v1/pods", CLUSTER_ADMIN)),
+        ("GET", "/api/v1/namespaces/{namespace}/pods"): cases(
+            Case(PODS, CLUSTER_ADMIN), Case("/api/v1/namespaces/team/pods", CLUSTER_ADMIN)
+        ),
+        ("GET", "/api/v1/namespaces/{namespace}/pods/{name}"): cases(Case(f"{PODS}/replica-a", CLUSTER_ADMIN)),
+        ("GET", "/api/v1/namespaces/{namespace}/pods/{name}/log"): cases(
+            Case(f"{PODS}/replica-a/log", CLUSTER_ADMIN), Case(f"{PODS}/replica-a/log?tailLines=x", CLUSTER_ADMIN)
+        ),
         # Lists across namespaces answer anyone, keeping the namespaces where the caller may list.
         ("GET", f"{IMAGES}/imagestreams"): cases(Case(f"{IMAGES}/imagestreams", AUTHENTICATED)),
         ("GET", f"{IMAGES}/namespaces/{{namespace}}/imagestreams"): cases(
@@ -198,6 +209,22 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
         ("PUT", PRUNER): cases(Case(PRUNER, CLUSTER_ADMIN, content=b"{", headers={"Content-Type": "application/json"})),
         ("PATCH", PRUNER): cases(
             Case(PRUNER, CLUSTER_ADMIN, content=b"{}", headers={"Content-Type": "application/merge-patch+json"})
+        ),
+        # The registry's Config: cluster-admins only (dry runs: read-only mode would refuse later cases).
+        ("GET", CONFIGS): cases(
+            Case(CONFIGS, CLUSTER_ADMIN), Case(f"{CONFIGS}?watch=true&timeoutSeconds=0", CLUSTER_ADMIN)
+        ),
+        ("GET", f"{CONFIGS}/{{name}}"): cases(Case(f"{CONFIGS}/cluster", CLUSTER_ADMIN)),
+        ("PUT", f"{CONFIGS}/{{name}}"): cases(
+            Case(f"{CONFIGS}/cluster?dryRun=All", CLUSTER_ADMIN, body={"spec": {"readOnly": True}})
+        ),
+        ("PATCH", f"{CONFIGS}/{{name}}"): cases(
+            Case(
+                f"{CONFIGS}/cluster?dryRun=All",
+                CLUSTER_ADMIN,
+                content=b'{"spec": {"readOnly": true}}',
+                headers=MERGE_PATCH,
+            )
         ),
         # Webhook endpoints: cluster-admins only (dry runs: nothing is made for the later cases).
         ("GET", ENDPOINTS): cases(
@@ -303,7 +330,9 @@ async def callers(auth_app, accounts: Accounts, connect: Connect, root) -> dict[
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:
-    return {(method, route.path) for route in app.app.routes for method in route.methods}
+    while not hasattr(app, "routes"):  # through the middleware to the Starlette app
+        app = app.app
+    return {(method, route.path) for route in app.routes for method in route.methods}
 
 
 async def test_the_table_covers_every_route_and_method(auth_app):

@@ -88,7 +88,8 @@ def test_a_known_resource_in_the_wrong_group_is_a_key_error(text):
 @pytest.mark.parametrize(
     "text",
     [
-        "pods",
+        "deployments",
+        "pods/exec",  # pods are checked, and their log, nothing else of them
         "",
         "/layers",
         "imagestreams/",  # an empty subresource is not the resource itself
