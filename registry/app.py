@@ -101,10 +101,10 @@ def create_app(config: Config, background: bool = True) -> Any:
 
 
 def _drain_on_signal(runtime: Runtime) -> None:
-    """On SIGTERM or SIGINT uvicorn stops accepting, then waits for open connections before
-    the lifespan ends: mark this replica draining at once, so that it reports itself not
-    ready (Terminating) and log follows end. uvicorn's own handlers run after ours and are
-    put back when it exits."""
+    """On SIGTERM or SIGINT mark this replica draining at once, so that /readyz answers 503,
+    it reports itself not ready (Terminating) and log follows end, while the server keeps
+    serving for http.shutdown_delay and then drains (registry/server/run.py). The server's own
+    handlers run after ours and are put back when it exits."""
     settings = runtime.registry.settings
 
     for sig in (signal.SIGTERM, signal.SIGINT):

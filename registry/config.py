@@ -52,6 +52,15 @@ class HTTPConfig:
     header_timeout: Duration = Duration(10)
     # Idle keep-alive connections are closed after this long.
     keepalive_timeout: Duration = Duration(30)
+    # A request body that receives nothing this long (while the server is reading it) ends
+    # the request: 408 if it was not answered yet, then the connection closes.
+    body_idle_timeout: Duration = Duration(60)
+    # Open connections per process; more are answered 503 UNAVAILABLE and closed (0: no limit).
+    max_connections: int = 1000
+    # After SIGTERM: not ready at once, still serving new connections for shutdown_delay (load
+    # balancers notice), then open requests get up to drain_timeout before being cut.
+    shutdown_delay: Duration = Duration(5)
+    drain_timeout: Duration = Duration(25)
     tls: TLSConfig = field(default_factory=TLSConfig)
     # This server's name in `okura get pods` and the pod API, stable across restarts (its
     # restart count follows the name). Empty: the host name and a short hash of the data
@@ -92,6 +101,11 @@ class S3Config:
     concurrency: int = 16  # boto3 calls in flight per worker process
     redirect: bool = True  # blob GET/HEAD answer 307 to a presigned URL
     redirect_expiry: Duration = Duration(20 * 60)
+    # Bounded waits: a stuck S3 becomes 503 UNAVAILABLE instead of a hung request.
+    connect_timeout: Duration = Duration(5)  # per attempt
+    read_timeout: Duration = Duration(30)  # per socket read (also ends a stalled body)
+    max_attempts: int = 3  # attempts per call, the first included
+    call_timeout: Duration = Duration(60)  # one whole call, retries included
 
 
 @dataclass
@@ -110,6 +124,11 @@ class DatabaseConfig:
     # `okura serve` keeps trying to reach the database this long before giving up (a server
     # may start before its database does), logging each attempt.
     wait_at_start: Duration = Duration(60)
+    # PostgreSQL: opening a connection, one statement (server side; 0: the server's default) and
+    # waiting for a free pooled connection. SQLite: statement_timeout bounds its lock wait.
+    connect_timeout: Duration = Duration(10)
+    statement_timeout: Duration = Duration(30)
+    pool_timeout: Duration = Duration(10)
 
 
 @dataclass
@@ -118,6 +137,9 @@ class UploadsConfig:
     purge_age: Duration = Duration(7 * 86400)
     purge_interval: Duration = Duration(3600)
     chunk_buffer: ByteSize = ByteSize(4 << 20)
+    # The largest body of one PATCH (or closing PUT), 413 beyond; 0: no limit. docker and
+    # containerd send a whole layer as one PATCH, so a limit is also the largest layer they push.
+    max_chunk_size: ByteSize = ByteSize(0)
 
 
 @dataclass
@@ -573,6 +595,10 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
     check(cfg.http.max_headers >= 16, "http.max_headers", "must be at least 16")
     check(0.1 <= cfg.http.header_timeout <= 3600, "http.header_timeout", "must be between 100ms and 1h")
     check(1 <= cfg.http.keepalive_timeout <= 3600, "http.keepalive_timeout", "must be between 1s and 1h")
+    check(1 <= cfg.http.body_idle_timeout <= 3600, "http.body_idle_timeout", "must be between 1s and 1h")
+    check(cfg.http.max_connections >= 0, "http.max_connections", "must not be negative (0: no limit)")
+    check(0 <= cfg.http.shutdown_delay <= 300, "http.shutdown_delay", "must be between 0 and 5m")
+    check(1 <= cfg.http.drain_timeout <= 3600, "http.drain_timeout", "must be between 1s and 1h")
     check(
         not cfg.http.instance_name or bool(_INSTANCE_NAME.fullmatch(cfg.http.instance_name)),
         "http.instance_name",
@@ -618,6 +644,7 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
         f"must start with sqlite:/// or postgresql://, not {url.split(':')[0]!r}",
     )
     check(cfg.database.pool_size >= 1, "database.pool_size", "must be at least 1")
+    _validate_database_timeouts(cfg.database, check)
     check(cfg.manifests.max_size >= 1024, "manifests.max_size", "must be at least 1KiB")
     check(
         not cfg.auth.signing_key_file or os.path.isfile(cfg.auth.signing_key_file),
@@ -626,6 +653,7 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
     )
     check(cfg.auth.token_ttl >= 10, "auth.token_ttl", "must be at least 10s")
     check(cfg.uploads.chunk_buffer >= 64 * 1024, "uploads.chunk_buffer", "must be at least 64KiB")
+    check(cfg.uploads.max_chunk_size >= 0, "uploads.max_chunk_size", "must not be negative (0: no limit)")
     check(cfg.uploads.purge_interval >= 0.01, "uploads.purge_interval", "must be at least 10ms")
     for name in ("catalog_max_entries", "tags_max_entries"):
         check(getattr(cfg.pagination, name) >= 1, f"pagination.{name}", "must be at least 1")
@@ -662,6 +690,30 @@ def _validate_pruner(p: PrunerConfig, check: Any) -> None:
     check(p.check_interval >= 0.01, "pruner.check_interval", "must be at least 10ms")
 
 
+def _validate_database_timeouts(d: DatabaseConfig, check: Any) -> None:
+    check(0.1 <= d.connect_timeout <= 600, "database.connect_timeout", "must be between 100ms and 10m")
+    # Below a second, ordinary statements under load would fail.
+    check(
+        d.statement_timeout == 0 or d.statement_timeout >= 1,
+        "database.statement_timeout",
+        "must be at least 1s, or 0 (the server's default)",
+    )
+    check(0.1 <= d.pool_timeout <= 600, "database.pool_timeout", "must be between 100ms and 10m")
+
+
+def _validate_s3_timeouts(s3: S3Config, check: Any) -> None:
+    check(0.1 <= s3.connect_timeout <= 600, "storage.s3.connect_timeout", "must be between 100ms and 10m")
+    check(0.1 <= s3.read_timeout <= 3600, "storage.s3.read_timeout", "must be between 100ms and 1h")
+    check(1 <= s3.max_attempts <= 20, "storage.s3.max_attempts", "must be between 1 and 20")
+    # The overall bound must leave room for one whole attempt, or a slow but healthy S3
+    # could never answer.
+    check(
+        s3.connect_timeout + s3.read_timeout <= s3.call_timeout <= 86400,
+        "storage.s3.call_timeout",
+        "must be at least storage.s3.connect_timeout + read_timeout, and at most 1d",
+    )
+
+
 def _validate_s3(s3: S3Config, check: Any) -> None:
     check(bool(s3.bucket), "storage.s3.bucket", "required when storage.driver is s3")
     check(
@@ -685,6 +737,7 @@ def _validate_s3(s3: S3Config, check: Any) -> None:
         "storage.s3.endpoint_url",
         f"must start with http:// or https://, not {s3.endpoint_url!r}",
     )
+    _validate_s3_timeouts(s3, check)
 
 
 def load_config(

@@ -119,7 +119,15 @@ async def _database(config: Config, schema: Schema, wait: float) -> tuple[Databa
             f"no database at {sqlite_path(url)}: start the server or run `okura migrate` with the same "
             "config, --data-dir or OKURA_DATABASE_URL first"
         )
-    db = Database(url, pool_size=config.database.pool_size, echo=config.database.echo)
+    d = config.database
+    db = Database(
+        url,
+        pool_size=d.pool_size,
+        echo=d.echo,
+        connect_timeout=d.connect_timeout,
+        statement_timeout=d.statement_timeout,
+        pool_timeout=d.pool_timeout,
+    )
     migrated = False
     try:
         await _reach(db, wait)

@@ -16,7 +16,15 @@ Committing completes the multipart upload (the tail becomes its last part, copie
 side) and copies the result to its content address server side; a session without parts
 copies its tail object directly. Blobs already stored are never rewritten.
 
-boto3 is synchronous: every call runs in a bounded thread pool, never on the event loop."""
+boto3 is synchronous: every call runs in a bounded thread pool, never on the event loop.
+
+Waits are bounded (a stuck S3 must become a 503, never a hung request): boto3 gives each
+attempt connect_timeout and read_timeout and makes at most max_attempts, and each call as a
+whole gets call_timeout (retries, backoff and a queue for a free thread included). A call past
+its deadline is given up as StorageUnavailable; its thread may go on waiting, but only until
+read_timeout ends the attempt it is in (max_attempts x (connect_timeout + read_timeout) plus
+backoff at worst), so stuck threads cannot starve the pool for good. A stream that receives
+no byte for call_timeout fails the same way, even after its response started."""
 
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +104,13 @@ _UNAVAILABLE = frozenset(
     }
 )
 _STREAM_RETRIES = 3  # re-issued ranged GETs when a body stream breaks mid-way
+# Server-side copies and completions may legitimately take minutes on large objects (S3 keeps
+# the connection alive with whitespace meanwhile): no call deadline, read_timeout still ends
+# them should S3 stop answering.
+_SERVER_SIDE = frozenset({"copy_object", "upload_part_copy", "complete_multipart_upload"})
+# Calls sending a body get call_timeout plus the time it takes at this rate, so that a large
+# part on a slow link is not cut.
+_MIN_SEND_RATE = 1 * 1024 * 1024  # bytes/s
 _SESSION: boto3.session.Session | None = None  # shared: a client per driver, models loaded once
 _SESSION_LOCK = threading.Lock()
 
@@ -105,6 +121,10 @@ class _Missing(BlobNotFound):
 
 class _InvalidRange(StorageError):
     pass
+
+
+class _Timeout(StorageUnavailable):
+    """A call, or a stream, went past its deadline."""
 
 
 def _md5(data: bytes | memoryview) -> bytes:
@@ -226,7 +246,7 @@ class S3UploadWriter:
         fut = self._s._submit(fn, *args, **kwargs)
         self._inflight.add(fut)
         try:
-            return await asyncio.wrap_future(fut)
+            return await self._s._wait(fut, *self._s._bound(fn, args))
         finally:
             if fut.done():
                 self._inflight.discard(fut)
@@ -336,7 +356,8 @@ class S3Storage:
         redirect_expiry: float = 20 * 60,
         max_attempts: int = 3,
         connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = 30.0,
+        call_timeout: float = 60.0,
         copy_threshold: int = MAX_PART,
     ):
         if not bucket:
@@ -347,6 +368,8 @@ class S3Storage:
             raise ValueError("concurrency must be at least 1")
         if bool(access_key) != bool(secret_key):
             raise ValueError("set both access_key and secret_key, or neither (standard AWS credential chain)")
+        if min(connect_timeout, read_timeout, call_timeout) <= 0:
+            raise ValueError("connect_timeout, read_timeout and call_timeout must be positive")
         self.bucket = bucket
         self.region = region or "us-east-1"
         self.endpoint_url = endpoint_url or None
@@ -362,6 +385,7 @@ class S3Storage:
         self.max_attempts = max(1, int(max_attempts))
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.call_timeout = float(call_timeout)
         self.copy_threshold = int(copy_threshold)
         self._client: Any = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -397,6 +421,8 @@ class S3Storage:
         options: dict[str, Any] = dict(
             region_name=self.region,
             signature_version="s3v4",
+            # total_max_attempts counts the first attempt (retries' max_attempts does not):
+            # max_attempts 1 means no retry, as storage.s3.max_attempts says.
             retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
@@ -450,11 +476,35 @@ class S3Storage:
 
         return self._executor.submit(call)
 
-    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.wrap_future(self._submit(fn, *args, **kwargs))
+    def _bound(self, fn: Callable[..., Any], args: tuple[Any, ...] = ()) -> tuple[str, float | None]:
+        """The operation a pool function performs, and its deadline (None: none)."""
+        operation = getattr(fn, "__name__", "call").strip("_")
+        if operation in _SERVER_SIDE:
+            return operation, None
+        sent = sum(len(a) for a in args if isinstance(a, bytes | bytearray | memoryview))
+        return operation, self.call_timeout + sent / _MIN_SEND_RATE
 
-    async def _call(self, operation: str, **kwargs: Any) -> Any:
-        """One boto3 client call on this bucket, off the event loop."""
+    async def _wait(self, fut: concurrent.futures.Future[Any], operation: str, timeout: float | None) -> Any:
+        """The result of a pool call, given up after `timeout` seconds: then a queued call never
+        runs, a running one is left to its thread (read_timeout ends it)."""
+        waiter = asyncio.wrap_future(fut)
+        if timeout is None:
+            return await waiter
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await waiter
+        except TimeoutError:
+            if not deadline.expired():  # raised by the call itself
+                raise
+        raise _Timeout(f"S3 {operation} gave no answer within {timeout:.3g}s ({self.where})")
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self._wait(self._submit(fn, *args, **kwargs), *self._bound(fn, args))
+
+    async def _call(self, operation: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        """One boto3 client call on this bucket, off the event loop; `timeout` shortens its
+        deadline (the stream's patience)."""
         if self._client is None:
             raise StorageError("S3 storage is not open")
         method = getattr(self._client, operation)
@@ -463,7 +513,10 @@ class S3Storage:
             return method(Bucket=self.bucket, **kwargs)
 
         call.__name__ = operation
-        return await self._run(call)
+        name, bound = self._bound(call)
+        if timeout is not None:
+            bound = timeout if bound is None else min(bound, timeout)
+        return await self._wait(self._submit(call), name, bound)
 
     def _translate(self, operation: str, e: BaseException) -> StorageError:
         if isinstance(e, ClientError):
@@ -609,7 +662,9 @@ class S3Storage:
 
     async def _stream(self, key: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
         """Bytes [offset, offset+length) of an object, in chunks of at most S3_READ_CHUNK, over one
-        ranged GET (re-issued from the current position if the stream breaks)."""
+        ranged GET (re-issued from the current position if the stream breaks). The stream fails
+        once it has waited call_timeout on S3 without a byte arriving, resumptions included
+        (time spent waiting for the client does not count)."""
         if length == 0:
             if await self._head(key) is None:
                 raise _Missing(key)
@@ -617,14 +672,17 @@ class S3Storage:
         end = None if length is None else offset + length - 1
         pos = offset
         failures = 0
+        patience = self.call_timeout  # waiting on S3 left until a byte must arrive
         while True:
             byte_range = {} if pos == 0 and end is None else {"Range": f"bytes={pos}-{'' if end is None else end}"}
+            started = time.monotonic()
             try:
-                resp = await self._call("get_object", Key=key, **byte_range)
+                resp = await self._call("get_object", timeout=patience, Key=key, **byte_range)
             except _InvalidRange:  # starts at or past the end
                 if await self._head(key) is None:
                     raise _Missing(key) from None
                 return
+            patience -= time.monotonic() - started
             body = resp["Body"]
             fut: concurrent.futures.Future[Any] | None = None
             try:
@@ -633,10 +691,12 @@ class S3Storage:
                 want = FIRST_READ if end is None else min(FIRST_READ, end - pos + 1)
                 fut = self._submit(body.read, want) if want > 0 else None
                 while fut is not None:
-                    chunk = await asyncio.wrap_future(fut)
+                    started = time.monotonic()
+                    chunk = await self._wait(fut, "get_object body read", max(patience, 0.001))
                     fut = None
                     if not chunk:
                         return
+                    patience = self.call_timeout
                     pos += len(chunk)
                     want = S3_READ_CHUNK if end is None else min(S3_READ_CHUNK, end - pos + 1)
                     if want > 0:
@@ -644,8 +704,9 @@ class S3Storage:
                     yield chunk
                 return
             except StorageUnavailable:
+                patience -= time.monotonic() - started
                 failures += 1
-                if failures > _STREAM_RETRIES:
+                if failures > _STREAM_RETRIES or patience <= 0:
                     raise
                 log.warning("S3 read of %s broke at byte %d; resuming", key, pos)
             finally:

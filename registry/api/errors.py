@@ -48,6 +48,9 @@ _API_PATH_RE = re.compile(r"^/apis/([^/]+)/[^/]+(?:/namespaces/[^/]+)?/([^/]+)(?
 
 
 _API_ROOTS = ("/api", "/apis", "/version", "/openapi")
+# Every 503 says when to come back (a back end timed out or is down): clients back off
+# instead of retrying at once. Errors that know better set their own Retry-After.
+DEFAULT_RETRY_AFTER = "5"
 
 
 def is_api_path(path: str) -> bool:
@@ -63,10 +66,18 @@ def _body_response(body: bytes, status: int, headers: dict[str, str], head: bool
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
+def _headers(error: RegistryError) -> dict[str, str]:
+    """The error's headers, with a Retry-After on every 503."""
+    headers = dict(error.headers)
+    if error.status == 503 and "Retry-After" not in headers:
+        headers["Retry-After"] = DEFAULT_RETRY_AFTER
+    return headers
+
+
 def error_response(error: RegistryError, head: bool = False) -> Response:
     """The OCI error envelope."""
     body = json.dumps({"errors": [error.to_json()]}).encode()
-    return _body_response(body, error.status, dict(error.headers), head)
+    return _body_response(body, error.status, _headers(error), head)
 
 
 def status_object(error: RegistryError, path: str) -> dict[str, Any]:
@@ -84,7 +95,7 @@ def status_object(error: RegistryError, path: str) -> dict[str, Any]:
             group, kind, name = m.groups()
             details = {k: v for k, v in {"name": name, "group": group, "kind": kind}.items() if v}
             message = f"{kind}.{group}{f' {json.dumps(name)}' if name else ''} is forbidden: {message}"
-    retry = error.headers.get("Retry-After", "")
+    retry = _headers(error).get("Retry-After", "")
     if retry.isdigit():
         details["retryAfterSeconds"] = int(retry)
     reason = error.reason or STATUS_REASONS.get(error.status, "InternalError" if error.status >= 500 else "")
@@ -106,7 +117,7 @@ def render(request: Request, error: RegistryError) -> Response:
     path = request.url.path
     if is_api_path(path):
         body = json.dumps(status_object(error, path)).encode()
-        return _body_response(body, error.status, dict(error.headers), head)
+        return _body_response(body, error.status, _headers(error), head)
     return error_response(error, head)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.requests import ClientDisconnect
@@ -7,6 +8,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from registry.errors import RegistryError
+from storage.base import StorageError
+
+log = logging.getLogger("okura.blobs")
 
 ABORT = "okura.http.response.abort"  # registry/server/zerocopy.py offers it
 
@@ -40,11 +44,13 @@ class StreamedBody(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             raise ClientDisconnect() from None
-        except RegistryError:
-            # The body failed after its headers went out (the cause is logged where it
-            # happened): drop the connection, so the client sees a short body, not a whole one.
+        except (RegistryError, StorageError) as e:
+            # The body failed after its headers went out: drop the connection, so the client
+            # sees a short body, not a whole one. (A storage failure is logged here, once.)
             if ABORT not in (scope.get("extensions") or {}):
                 raise
+            if isinstance(e, StorageError):
+                log.warning("blob body cut short: %s", str(e)[:300] or type(e).__name__)
             await send({"type": ABORT})
         finally:
             await self.body_iterator.aclose()  # type: ignore[attr-defined]

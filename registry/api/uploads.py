@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.api.responses import empty
 from registry.api.routing import RouteSpec, access_controller, content_length, push, registry, repo_name
-from registry.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid
+from registry.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, RequestTooLarge
 from registry.model import uploads
 from registry.model.uploads import ContentRange
 from registry.names import validate_digest, validate_name
@@ -45,6 +46,31 @@ def _query_digest(request: Request) -> str | None:
         return validate_digest(value)
     except DigestInvalid:
         raise DigestInvalid("digest query parameter is not a valid digest", detail={"digest": value[:200]}) from None
+
+
+def _chunk(request: Request, length: int | None) -> AsyncIterator[bytes]:
+    """The body of a PATCH or closing PUT, refused with 413 past uploads.max_chunk_size (0:
+    no limit): up front when its length is declared, else once that many bytes arrived.
+    The session keeps its size either way, so the client can send smaller chunks."""
+    limit = registry(request).config.uploads.max_chunk_size
+    if not limit:
+        return request.stream()
+    if length is not None and length > limit:
+        raise _chunk_too_large(limit)
+    return _at_most(request.stream(), limit)
+
+
+async def _at_most(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for data in body:
+        received += len(data)
+        if received > limit:
+            raise _chunk_too_large(limit)
+        yield data
+
+
+def _chunk_too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"an upload chunk may be at most {limit} bytes", detail={"max_chunk_size": limit})
 
 
 def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
@@ -89,9 +115,8 @@ async def append(request: Request) -> Response:
     reg = registry(request)
     name = repo_name(request)
     upload_id = _upload_id(request)
-    size = await uploads.append_chunk(
-        reg, name, upload_id, request.stream(), _content_range(request), content_length(request)
-    )
+    length = content_length(request)
+    size = await uploads.append_chunk(reg, name, upload_id, _chunk(request, length), _content_range(request), length)
     return empty(202, _session_headers(name, upload_id, size))
 
 
@@ -116,7 +141,7 @@ async def finish(request: Request) -> Response:
         name,
         upload_id,
         digest,
-        request.stream() if has_body else None,
+        _chunk(request, length) if has_body else None,
         length,
         _content_range(request) if has_body else None,
     )

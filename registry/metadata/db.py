@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Insert
 
@@ -42,6 +43,9 @@ T = TypeVar("T")
 _GC_LOCK = 7_146_531_002
 # Deadlocks and serialization failures: PostgreSQL aborted the transaction; rerun it.
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
+# SQLite's lock wait when statement_timeout is 0 (SQLite has no "wait forever" worth having:
+# its one writer thread would stall every write behind a lock nobody releases).
+_SQLITE_DEFAULT_BUSY = 30.0
 
 
 def utcnow() -> datetime:
@@ -72,7 +76,18 @@ CHANGES_MARK = "okura.changes"
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10, echo: bool = False):
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        echo: bool = False,
+        *,
+        connect_timeout: float = 10.0,
+        statement_timeout: float = 30.0,
+        pool_timeout: float = 10.0,
+    ):
+        """Timeouts in seconds (database.* in the config): each one running out is Unavailable
+        (503). statement_timeout 0: the server's default (PostgreSQL), a 30 s lock wait (SQLite)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._statements: dict[Any, Any] = {}
@@ -82,18 +97,27 @@ class Database:
         if self.is_sqlite:
             path = sqlite_path(url)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            args = {"check_same_thread": False, "timeout": 30}
-            self._read_engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, connect_args=args)
-            self._write_engine = create_engine(url, echo=echo, pool_size=1, max_overflow=0, connect_args=args)
-            _sqlite_setup(self._read_engine, "BEGIN")
-            _sqlite_setup(self._write_engine, "BEGIN IMMEDIATE")
+            # SQLite's analogue of a statement timeout: how long a statement waits for the lock.
+            busy = statement_timeout or _SQLITE_DEFAULT_BUSY
+            args = {"check_same_thread": False, "timeout": busy}
+            common = {"echo": echo, "max_overflow": 0, "pool_timeout": pool_timeout, "connect_args": args}
+            self._read_engine = create_engine(url, pool_size=pool_size, **common)
+            self._write_engine = create_engine(url, pool_size=1, **common)
+            _sqlite_setup(self._read_engine, "BEGIN", busy)
+            _sqlite_setup(self._write_engine, "BEGIN IMMEDIATE", busy)
             self._readers = ThreadPoolExecutor(pool_size, thread_name_prefix="okura-db-read")
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="okura-db-write")
             self.dialect = sqlite
         else:
             target = "postgresql+asyncpg://" + url.split("://", 1)[1]
             self._async_engine = create_async_engine(
-                target, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                target,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_timeout=pool_timeout,
+                connect_args=pg_connect_args(connect_timeout, statement_timeout),
             )
             self.dialect = postgresql
 
@@ -107,7 +131,7 @@ class Database:
                 return await loop.run_in_executor(self._readers, ctx.run, _in_transaction, self._read_engine, fn, args)
             async with self._async_engine.connect() as conn:
                 return await conn.run_sync(lambda c: ctx.run(fn, c, *args))
-        except (OperationalError, OSError) as e:
+        except (OperationalError, OSError, PoolTimeout) as e:
             raise _unavailable(e) from e
         except DBAPIError as e:
             if _server_unavailable(e):
@@ -145,7 +169,7 @@ class Database:
             raise AssertionError("unreachable")
         except Rehearsed as done:
             return cast(T, done.result)
-        except (OperationalError, OSError) as e:
+        except (OperationalError, OSError, PoolTimeout) as e:
             raise _unavailable(e) from e
         except DBAPIError as e:
             if _server_unavailable(e):
@@ -216,7 +240,26 @@ class Database:
     async def migrate(self) -> bool:
         from registry.metadata.migrate import run_upgrade
 
-        return await self.write(run_upgrade, self.is_sqlite)
+        # Migrations may rewrite big tables: no statement timeout for them.
+        return await self.write(without_statement_timeout, run_upgrade, self.is_sqlite)
+
+
+def pg_connect_args(connect_timeout: float, statement_timeout: float) -> dict[str, Any]:
+    """asyncpg's connect() arguments: its connect timeout, and statement_timeout as a session
+    setting sent at startup (PostgreSQL enforces it, in milliseconds). With 0 none is sent: the
+    server's default applies, and poolers that refuse startup settings (PgBouncer) still work."""
+    args: dict[str, Any] = {"timeout": connect_timeout}
+    if statement_timeout > 0:
+        args["server_settings"] = {"statement_timeout": str(round(statement_timeout * 1000))}
+    return args
+
+
+def without_statement_timeout(conn: Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(conn, *args)` with no statement timeout for the rest of this transaction, for
+    work that is legitimately long (migrations). SQLite has none to lift."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
+    return fn(conn, *args)
 
 
 class Rehearsed(Exception):
@@ -281,7 +324,7 @@ def _short(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
-def _sqlite_setup(engine: Any, begin: str) -> None:
+def _sqlite_setup(engine: Any, begin: str, busy: float) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
@@ -291,7 +334,7 @@ def _sqlite_setup(engine: Any, begin: str) -> None:
         # only an OS crash may roll back the last transactions.
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={round(busy * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -84,6 +84,7 @@ def _load_snapshot(conn: Connection, with_storage: bool) -> Snapshot:
     if conn.dialect.name == "postgresql":
         # One consistent view across the queries below (SQLite's read transaction is one).
         conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        conn.execute(text("SET LOCAL statement_timeout = 0"))  # full-table reads: no statement timeout
     repos = {r.id: r.name for r in conn.execute(select(repositories.c.id, repositories.c.name))}
     events = [
         TagEvent(r.id, r.repository_id, r.tag, r.digest, as_utc(r.created_at))

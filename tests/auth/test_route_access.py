@@ -111,6 +111,8 @@ ROUTES: dict[tuple[str, str], list[Case]] = same_for_head(
         ("GET", "/v2/{name:path}/blobs/{digest}"): cases(Case(f"/v2/team/app/blobs/{ZERO}", PULL)),
         ("DELETE", "/v2/{name:path}/blobs/{digest}"): cases(Case(f"/v2/team/app/blobs/{ZERO}", DELETE)),
         ("GET", "/healthz"): cases(Case("/healthz", EVERYONE)),
+        ("GET", "/livez"): cases(Case("/livez", EVERYONE)),
+        ("GET", "/readyz"): cases(Case("/readyz", EVERYONE)),
         ("GET", "/metrics"): cases(Case("/metrics", CLUSTER_ADMIN)),
         ("GET", "/version"): cases(Case("/version", EVERYONE)),
         ("GET", "/api"): cases(Case("/api", AUTHENTICATED)),

@@ -21,8 +21,10 @@ def okura_command() -> list[str]:
 
 def okura_env(**extra: str) -> dict[str, str]:
     """This environment without its OKURA_* and PROMETHEUS_* variables (a child's configuration
-    comes from the test alone), plus `extra`."""
+    comes from the test alone), plus `extra`. Servers stop without the load-balancer delay
+    (http.shutdown_delay) unless a test asks for it: the suite stops hundreds of them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OKURA_", "PROMETHEUS_"))}
+    env["OKURA_HTTP_SHUTDOWN_DELAY"] = "0s"
     env.update(extra)
     return env
 

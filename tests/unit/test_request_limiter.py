@@ -294,7 +294,8 @@ def test_request_kinds() -> None:
     assert kind("GET", "/v2/") == kind("HEAD", "/v2/a/b/blobs/sha256:00") == kind("GET", "/v2") == "read"
     assert kind("PUT", "/v2/a/manifests/t") == kind("POST", "/v2/a/blobs/uploads/") == "write"
     assert kind("DELETE", "/v2/a/manifests/t") == kind("PATCH", "/v2/a/blobs/uploads/u") == "write"
-    for path in ("/healthz", "/metrics", "/apis/image.openshift.io/v1", "/api/v1", "/openshift/token", "/v20"):
+    probes = ("/healthz", "/livez", "/readyz")  # a saturated registry must still answer its probes
+    for path in (*probes, "/metrics", "/apis/image.openshift.io/v1", "/api/v1", "/openshift/token", "/v20"):
         assert kind("GET", path) is None, path
     assert kind("GET", "/v2/", "websocket") is None
     assert request_kind({"type": "lifespan"}) is None
