@@ -39,6 +39,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe_storage(config: Config) -> str:
+    if config.storage.driver == "s3":
+        s3 = config.storage.s3
+        where = s3.endpoint_url or f"AWS {s3.region}"
+        return f"s3 (bucket {s3.bucket}{'/' + s3.root_prefix if s3.root_prefix else ''} at {where})"
+    return f"filesystem ({config.storage_root})"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from registry.logs import setup_logging
 
@@ -71,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "starting okura",
         extra={
             "version": version(),
-            "storage": f"{config.storage.driver} ({config.storage_root})",
+            "storage": _describe_storage(config),
             "database": describe_url(config.database_url),
             "auth": "enabled" if config.auth.enabled else "disabled",
             "workers": config.http.workers,

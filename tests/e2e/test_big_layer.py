@@ -26,7 +26,11 @@ from tests.support.rss import RssSampler
 pytestmark = pytest.mark.e2e
 
 LAYER_FILE_SIZE = 200 * 1024 * 1024
-RSS_LIMIT_MIB = 150
+# Streaming means the server grows by a bounded amount whatever the blob size: at most a few
+# S3 parts (16 MiB each: one filling, one or two being sent) over what it held before. A
+# buffered 200 MiB layer would grow it by at least 200 MiB. (The start footprint is not what
+# this measures: it moves with every library the server loads.)
+RSS_GROWTH_LIMIT_MIB = 64
 
 
 class _Hashing(io.RawIOBase):
@@ -153,8 +157,9 @@ def test_200mb_layer_roundtrip_with_bounded_memory(registry, clients, big_layout
         f"({len(push_rss.samples)} samples), peak during pull {pull_rss.peak_mib:.1f} MiB ({len(pull_rss.samples)})"
     )
     assert push_rss.samples and pull_rss.samples
-    assert push_rss.peak_mib < RSS_LIMIT_MIB, f"server RSS reached {push_rss.peak_mib:.1f} MiB during the push"
-    assert pull_rss.peak_mib < RSS_LIMIT_MIB, f"server RSS reached {pull_rss.peak_mib:.1f} MiB during the pull"
+    for phase, sampled in (("push", push_rss), ("pull", pull_rss)):
+        growth = sampled.peak_mib - baseline_mib
+        assert growth < RSS_GROWTH_LIMIT_MIB, f"server RSS grew by {growth:.1f} MiB during the {phase}"
 
 
 def test_interrupted_push_then_retry(registry, clients, tmp_path):

@@ -174,14 +174,6 @@ class HttpsServer(KubeServer):
         super().__init__(data_dir, ca, env=env)
         self.client_cert = client_cert
 
-    @property
-    def cert_path(self) -> Path:
-        return Path(self.env["OKURA_HTTP_TLS_CERTIFICATE"])
-
-    @property
-    def key_path(self) -> Path:
-        return Path(self.env["OKURA_HTTP_TLS_KEY"])
-
     def ssl_context(self) -> ssl.SSLContext:
         return client_context(self.ca, self.client_cert)
 

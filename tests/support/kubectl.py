@@ -60,6 +60,7 @@ class KubeServer(OkuraServer):
         super().__init__(data_dir, env={**tls, **(env or {})})
         self.ca = ca
         self.trust_dir = trust_dir(ca)
+        self.bind = "127.0.0.1"  # the address it listens on (clients use 127.0.0.1 either way)
 
     @property
     def url(self) -> str:
@@ -68,6 +69,15 @@ class KubeServer(OkuraServer):
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def cert_path(self) -> Path:
+        """The certificate file it serves (replace it, or the key, to rotate)."""
+        return Path(self.env["OKURA_HTTP_TLS_CERTIFICATE"])
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.env["OKURA_HTTP_TLS_KEY"])
 
     def start(self, timeout: float = 60.0) -> KubeServer:
         """Start on a free port; ready once uvicorn says it holds the port (until then another
@@ -78,7 +88,7 @@ class KubeServer(OkuraServer):
         env = okura_env(**{"OKURA_LOG_LEVEL": "info", "OKURA_LOG_ACCESS_LOG": "true", **self.env})
         for _attempt in range(3):
             self.port = allocate_port()
-            args = serve_argv(self.data_dir, self.port)
+            args = serve_argv(self.data_dir, self.port, host=self.bind)
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the server runs
             self._log.write(f"\n=== start {' '.join(args)}\n".encode())
             self._log.flush()
@@ -89,23 +99,26 @@ class KubeServer(OkuraServer):
             if "address already in use" not in self.log_text(offset).lower():
                 break
         self.kill()
-        raise RuntimeError(f"okura did not start on {self.url} within {timeout}s:\n{self.log_tail()}")
+        raise RuntimeError(f"okura did not start on {self.bind}:{self.port} within {timeout}s:\n{self.log_tail()}")
 
     def _wait_ready(self, offset: int, timeout: float) -> bool:
         assert self.proc is not None
-        bound = f"Uvicorn running on {self.url} "
+        bound = f"Uvicorn running on https://{self.bind}:{self.port} "
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             if bound in self.log_text(offset):
                 try:
-                    r = httpx.get(f"{self.url}/v2/", verify=self.ssl_context(), timeout=2.0)
-                    if r.status_code == 401 and r.headers.get("WWW-Authenticate", "").startswith("Bearer "):
+                    if self.answers_ready(httpx.get(f"{self.url}/v2/", verify=self.ssl_context(), timeout=2.0)):
                         return True
                 except httpx.HTTPError:
                     pass
             time.sleep(0.05)
         self.kill()
         return False
+
+    def answers_ready(self, response: httpx.Response) -> bool:
+        """GET /v2/ of a started server: auth is on, so a 401 with a Bearer challenge."""
+        return response.status_code == 401 and response.headers.get("WWW-Authenticate", "").startswith("Bearer ")
 
     # -- the log -------------------------------------------------------------------------------
 

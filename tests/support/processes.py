@@ -39,9 +39,9 @@ async def okura_on(app: Any, *args: str, env: dict[str, str] | None = None) -> s
     return await asyncio.to_thread(subprocess.run, argv, env=child_env, capture_output=True, text=True, timeout=120)
 
 
-def serve_argv(data_dir: Path | str, port: int, *extra: str) -> list[str]:
-    """`okura serve` over `data_dir` on 127.0.0.1:`port`."""
-    return [*okura_command(), "serve", "--data-dir", str(data_dir), "--addr", f"127.0.0.1:{port}", *extra]
+def serve_argv(data_dir: Path | str, port: int, *extra: str, host: str = "127.0.0.1") -> list[str]:
+    """`okura serve` over `data_dir` on `host`:`port`."""
+    return [*okura_command(), "serve", "--data-dir", str(data_dir), "--addr", f"{host}:{port}", *extra]
 
 
 def spawn(argv: list[str], log: IO[bytes], env: dict[str, str] | None = None) -> subprocess.Popen:
