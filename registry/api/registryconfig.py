@@ -6,7 +6,7 @@ PUT    ... a whole object, JSON or YAML (`status` is ignored; metadata.resourceV
 PATCH  ... merge, JSON or strategic patch (application/json is taken as a merge patch too)
 
 Any other name is NotFound. A change is in effect in the process that stores it at once, in
-the other replicas within instances.config_poll_interval (registry/model/registry_config.py).
+the other replicas through the change feed (registry/model/registry_config.py).
 """
 
 from __future__ import annotations

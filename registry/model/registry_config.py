@@ -5,7 +5,8 @@ One row named "cluster", created from the config file on first use and shared by
 replica. `spec` is what was written; `applied` is the spec in effect (an Unmanaged spec is
 stored but not applied, as the operator stops reconciling). Each process holds the applied
 settings in `reg.settings` (a LiveSettings): the process that writes a change applies it at
-once, the others within instances.config_poll_interval (registry/tasks/config_sync.py).
+once, the others at once through the change feed, within
+instances.config_poll_interval at the latest (registry/tasks/config_sync.py).
 Status is derived from the registered replicas (registry/model/instances.py); conditions are
 stored so their transition times persist, and each change of them is in the change log.
 """

@@ -1,9 +1,9 @@
-"""Put changes of the Config resource made through another replica in effect here within
-instances.config_poll_interval (a one-row read per interval)."""
+"""Put changes of the Config resource made through another replica in effect here: at once
+when the change feed says something changed (PostgreSQL NOTIFY, or a commit in this process),
+else within instances.config_poll_interval (a one-row read either way)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from registry.errors import Unavailable
@@ -16,6 +16,7 @@ log = logging.getLogger("okura.tasks")
 async def run_forever(reg: Registry) -> None:
     failing = False
     while True:
+        seen = reg.waiter.sequence
         try:
             await registry_config.refresh(reg)
             failing = False
@@ -23,4 +24,4 @@ async def run_forever(reg: Registry) -> None:
             if not failing:  # once per outage, not once per interval
                 log.warning("registry config not refreshed: %s", e.message)
             failing = True
-        await asyncio.sleep(reg.config.instances.config_poll_interval)
+        await reg.waiter.wait(seen, reg.config.instances.config_poll_interval)
