@@ -4,6 +4,7 @@ variables, then command-line flags. Every key is documented in config.example.ya
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -66,6 +67,11 @@ class HTTPConfig:
     # restart count follows the name). Empty: the host name and a short hash of the data
     # directory and address.
     instance_name: str = ""
+    # The host (an IP address or a name) other replicas and `okura logs` reach this server at,
+    # when it listens on a wildcard address. Empty: the machine's host name. In Kubernetes,
+    # set it to the pod IP (OKURA_HTTP_ADVERTISE_HOST from status.podIP): pod host names do
+    # not resolve.
+    advertise_host: str = ""
 
     @property
     def public_host(self) -> str:
@@ -242,6 +248,18 @@ def parse_allowed_registries(value: Any) -> AllowedRegistries:
 
 _LABEL = r"(?:\*|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)"
 _PATTERN_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::\d{{1,5}})?")
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _host_without_port(value: str) -> bool:
+    """A host name or an IP address (IPv6 with or without brackets), no port."""
+    try:
+        ipaddress.ip_address(value[1:-1] if value.startswith("[") and value.endswith("]") else value)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(value))
+
+
 _INSTANCE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -603,6 +621,11 @@ def _validate(cfg: Config, problems: _Problems, source: Any) -> None:
         not cfg.http.instance_name or bool(_INSTANCE_NAME.fullmatch(cfg.http.instance_name)),
         "http.instance_name",
         "must be a DNS label: lower-case letters, digits and '-', at most 63, starting and ending alphanumeric",
+    )
+    check(
+        not cfg.http.advertise_host or _host_without_port(cfg.http.advertise_host),
+        "http.advertise_host",
+        "must be a host name or an IP address, without a port",
     )
     check(
         0.2 <= cfg.instances.heartbeat_interval <= 300, "instances.heartbeat_interval", "must be between 200ms and 5m"

@@ -92,9 +92,17 @@ def instance_name(config: Config) -> str:
 def this_instance(config: Config, version: str) -> Instance:
     now = utcnow()
     scheme = "https" if config.http.tls.certificate else "http"
-    return Instance(
-        instance_name(config), config.http.addr, socket.gethostname(), version, now, now, scheme, uid=new_uid()
-    )
+    name, address = instance_name(config), advertised_address(config)
+    return Instance(name, address, socket.gethostname(), version, now, now, scheme, uid=new_uid())
+
+
+def advertised_address(config: Config) -> str:
+    """The listen address, its wildcard host replaced by http.advertise_host when one is set."""
+    host, _, port = config.http.addr.rpartition(":")
+    advertise = config.http.advertise_host.strip("[]")
+    if advertise and host.strip("[]") in WILDCARDS:
+        return f"[{advertise}]:{port}" if ":" in advertise else f"{advertise}:{port}"
+    return config.http.addr
 
 
 def _instance(r: Any) -> Instance:

@@ -97,3 +97,17 @@ def test_names():
     assert instances.instance_name(named) == "image-registry-7d9f-abcde"
     with pytest.raises(ValueError, match=r"http\.instance_name"):
         config_from_dict({"http": {"instance_name": "Not_A_Label"}})
+
+
+def test_advertised_address():
+    def address(addr: str, advertise: str = "") -> str:
+        config = config_from_dict({"http": {"addr": addr, "advertise_host": advertise}})
+        return instances.this_instance(config, "1").address
+
+    assert address("0.0.0.0:5000") == "0.0.0.0:5000"  # a wildcard: reached at the host name
+    assert address("0.0.0.0:5000", "10.128.2.17") == "10.128.2.17:5000"  # the pod IP
+    assert address("[::]:5000", "fd00::17") == "[fd00::17]:5000"
+    assert address("127.0.0.1:5001", "10.128.2.17") == "127.0.0.1:5001"  # a specific address stays
+    assert instances.reachable_address(address("0.0.0.0:5000", "10.1.2.3"), "pod-a", "pod-b") == "10.1.2.3:5000"
+    with pytest.raises(ValueError, match=r"http\.advertise_host"):
+        config_from_dict({"http": {"advertise_host": "10.0.0.1:5000"}})
