@@ -361,17 +361,28 @@ async def reconcile_status(reg: Registry) -> bool:
     times persist and watchers see it); True when they did. Every replica runs this with its
     heartbeat; they agree, so racing writes are harmless."""
 
-    def write(conn: Connection) -> bool:
-        row = _ensure(conn, reg)
+    def changed(conn: Connection, row: Any) -> list[dict[str, Any]] | None:
+        """The conditions to store, or None when they are what is stored."""
         previous = list(row.conditions or [])
         now = utcnow()
         fresh = conditions(dict(row.spec), _replica_views(conn, reg, now), previous, now)
-        if _condition_keys(fresh) == _condition_keys(previous):
+        return None if _condition_keys(fresh) == _condition_keys(previous) else fresh
+
+    def write(conn: Connection) -> bool:
+        fresh = changed(conn, _ensure(conn, reg))
+        if fresh is None:
             return False
         conn.execute(update(registry_configs).where(registry_configs.c.name == NAME).values(conditions=fresh))
         _stamp(conn, reg, MODIFIED)
         return True
 
+    # Almost every heartbeat finds nothing to change: look first, take the write lock only then.
+    def unchanged(conn: Connection) -> bool:
+        row = _select_row(conn)
+        return row is not None and changed(conn, row) is None
+
+    if await reg.db.read(unchanged):
+        return False
     return await reg.db.write(write)
 
 

@@ -8,7 +8,6 @@ with trust auth (OKURA_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from tests.support.clients import Clients, require_clients
 from tests.support.postgres import create_database, drop_database
 from tests.support.s3 import REPLICAS_BUCKET
-from tests.support.seaweedfs import ACCESS_KEY, MISSING_WEED, SECRET_KEY, SeaweedFS, find_weed
+from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS, private_seaweedfs
 from tests.support.servers import OkuraServer, Replicas, host
 
 PART_SIZE = 5 << 20  # S3's smallest part: 6 MiB PATCHes cross part boundaries
@@ -24,16 +23,8 @@ PART_SIZE = 5 << 20  # S3's smallest part: 6 MiB PATCHes cross part boundaries
 
 @pytest.fixture(scope="module")
 def seaweedfs(tmp_path_factory) -> Iterator[SeaweedFS]:
-    binary = find_weed()
-    if binary is None:
-        pytest.fail(MISSING_WEED, pytrace=False)
-    server = SeaweedFS(binary, str(tmp_path_factory.mktemp("seaweedfs")))
-    server.start([REPLICAS_BUCKET])
-    try:
+    with private_seaweedfs(str(tmp_path_factory.mktemp("seaweedfs")), [REPLICAS_BUCKET]) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import time
@@ -27,7 +26,7 @@ from storage.s3 import S3Storage
 from tests.support.digests import sha256
 from tests.support.postgres import create_database, drop_database
 from tests.support.processes import signal_group
-from tests.support.seaweedfs import ACCESS_KEY, MISSING_WEED, SECRET_KEY, SeaweedFS, find_weed
+from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS, private_seaweedfs
 
 BUCKET = "okura-timeouts"
 CONNECT, READ, CALL, ATTEMPTS = 1.0, 2.0, 4.0, 2
@@ -40,16 +39,8 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def own_seaweedfs(tmp_path_factory) -> Iterator[SeaweedFS]:
     """A SeaweedFS of this module alone: the test pauses it (`weed server` is one process)."""
-    binary = find_weed()
-    if binary is None:
-        pytest.fail(MISSING_WEED, pytrace=False)
-    server = SeaweedFS(binary, str(tmp_path_factory.mktemp("seaweedfs-timeouts")))
-    server.start([BUCKET])
-    try:
+    with private_seaweedfs(str(tmp_path_factory.mktemp("seaweedfs-timeouts")), [BUCKET]) as server:
         yield server
-    finally:
-        server.stop()  # SIGKILL ends a stopped process too
-        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def _env(s3: SeaweedFS) -> dict[str, str]:

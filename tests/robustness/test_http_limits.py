@@ -12,44 +12,11 @@ import httpx
 import pytest
 
 from tests.support.rss import rss_kib
+from tests.support.sockets import connect, read_response, read_until_closed
 
 pytestmark = pytest.mark.e2e
 
 HEADER_TIMEOUT = "1s"
-
-
-def _connect(server, timeout: float = 10) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.settimeout(timeout)
-    return sock
-
-
-def _answer(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _response(sock: socket.socket) -> bytes:
-    """One whole response on a keep-alive connection (head and Content-Length body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length"
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
 
 
 def _send_all_or_reset(sock: socket.socket, data: bytes) -> None:
@@ -64,18 +31,18 @@ def limited(start_server):
 
 
 def test_a_huge_header_is_431_and_closes(limited):
-    sock = _connect(limited)
+    sock = connect(limited.port)
     _send_all_or_reset(sock, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
-    answer = _answer(sock)
+    answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b'"code": "UNSUPPORTED"' in answer and b"connection: close" in answer.lower()
 
 
 def test_too_many_headers_is_431(limited):
     headers = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
-    sock = _connect(limited)
+    sock = connect(limited.port)
     _send_all_or_reset(sock, b"GET /v2/ HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
-    assert _answer(sock).startswith(b"HTTP/1.1 431 ")
+    assert read_until_closed(sock).startswith(b"HTTP/1.1 431 ")
 
 
 def test_headers_within_the_limits_are_served(limited):
@@ -89,7 +56,7 @@ def test_unfinished_huge_headers_do_not_grow_the_server(limited):
     """Ten connections each streaming an endless header: each is refused once past the
     limit, and the server's memory stays flat."""
     before = rss_kib(limited.pid)
-    socks = [_connect(limited) for _ in range(10)]
+    socks = [connect(limited.port) for _ in range(10)]
     refused = 0
     chunk = b"a" * 65536
     for sock in socks:
@@ -108,29 +75,29 @@ def test_unfinished_huge_headers_do_not_grow_the_server(limited):
 
 
 def test_headers_must_arrive_in_time(limited):
-    silent = _connect(limited)
-    trickle = _connect(limited)
+    silent = connect(limited.port)
+    trickle = connect(limited.port)
     trickle.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
     start = time.monotonic()
     # Normal clients are served meanwhile.
     with httpx.Client(base_url=limited.url) as client:
         for _ in range(5):
             assert client.get("/v2/").status_code == 200
-    answer = _answer(trickle)
+    answer = read_until_closed(trickle)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
-    assert _answer(silent) == b""  # closed without a word
+    assert read_until_closed(silent) == b""  # closed without a word
     elapsed = time.monotonic() - start
     assert 0.8 < elapsed < 5, elapsed
 
 
 def test_a_keep_alive_connection_gets_a_fresh_header_timeout_per_request(limited):
     """The timeout counts from a request's first byte, not from the connection's start."""
-    sock = _connect(limited)
+    sock = connect(limited.port)
     for _ in range(3):
         sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _response(sock).startswith(b"HTTP/1.1 200")
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
         time.sleep(0.7)  # idle between requests: the keep-alive timeout applies, not this one
     sock.sendall(b"GET /v2/ HTTP/1.1\r\n")
     time.sleep(0.5)
     sock.sendall(b"Host: x\r\n\r\n")
-    assert _response(sock).startswith(b"HTTP/1.1 200")
+    assert read_response(sock).startswith(b"HTTP/1.1 200")

@@ -26,6 +26,7 @@ from uvicorn.server import ServerState
 from registry.server.options import HttpLimits, ServerConfig
 from registry.server.protocol import RegistryHttpProtocol
 from tests.support.digests import sha256
+from tests.support.sockets import connect, header, read_response, read_until_closed
 
 pytestmark = pytest.mark.e2e
 
@@ -37,51 +38,9 @@ MAX_LATENCY = 2.0  # seconds, for every normal request served while under attack
 # -- raw sockets ---------------------------------------------------------------------------
 
 
-def _connect(port: int, timeout: float = 10) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.settimeout(timeout)
-    return sock
-
-
-def _answer(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
-
-def _response(sock: socket.socket) -> bytes:
-    """One response with a Content-Length body, on a connection that stays open."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {data[:200]!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(_header(head, b"content-length") or 0)
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
-
-
-def _header(head: bytes, name: bytes) -> bytes | None:
-    for line in head.split(b"\r\n")[1:]:
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == name:
-            return value.strip()
-    return None
-
-
 def _get_v2(sock: socket.socket) -> bytes:
     sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
-    return _response(sock)
+    return read_response(sock)
 
 
 def _wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -263,7 +222,7 @@ def test_a_stalled_upload_body_is_cut_and_the_upload_resumes(start_server):
         location = r.headers["location"]
 
         # The second chunk stops halfway and the client goes quiet.
-        sock = _connect(server.port)
+        sock = connect(server.port)
         end = len(first) + len(second) - 1
         head = (
             f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
@@ -271,7 +230,7 @@ def test_a_stalled_upload_body_is_cut_and_the_upload_resumes(start_server):
         )
         sock.sendall(head.encode() + second[:100_000])
         start = time.monotonic()
-        answer = _answer(sock)
+        answer = read_until_closed(sock)
         elapsed = time.monotonic() - start
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
         assert b'"errors"' in answer and b"connection: close" in answer.lower()
@@ -362,7 +321,7 @@ def _served_connection(port: int) -> socket.socket:
     the client already closed."""
 
     def attempt() -> socket.socket | None:
-        sock = _connect(port)
+        sock = connect(port)
         if _get_v2(sock).startswith(b"HTTP/1.1 200 "):
             return sock
         sock.close()
@@ -377,11 +336,11 @@ def test_connections_beyond_max_connections_are_refused_at_once(start_server):
 
     # The 21st is answered before it sends a byte, and closed.
     start = time.monotonic()
-    answer = _answer(_connect(server.port, timeout=5))
+    answer = read_until_closed(connect(server.port, timeout=5))
     assert time.monotonic() - start < 1.0
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 "), answer[:300]
-    assert _header(head, b"retry-after") == b"1" and _header(head, b"connection") == b"close"
+    assert header(head, b"retry-after") == b"1" and header(head, b"connection") == b"close"
     assert b'"code": "UNAVAILABLE"' in body and b"too many connections" in body
     # A regular client sending its request at once sees the same answer.
     r = httpx.get(f"{server.url}/v2/", timeout=5)
@@ -394,7 +353,7 @@ def test_connections_beyond_max_connections_are_refused_at_once(start_server):
     for sock in held[:5]:
         sock.close()
     held = held[5:] + [_served_connection(server.port) for _ in range(5)]
-    assert _answer(_connect(server.port, timeout=5)).startswith(b"HTTP/1.1 503 ")
+    assert read_until_closed(connect(server.port, timeout=5)).startswith(b"HTTP/1.1 503 ")
     for sock in held:
         sock.close()
 
@@ -404,10 +363,10 @@ def test_connections_beyond_max_connections_are_refused_at_once(start_server):
 
 def test_an_idle_keep_alive_connection_is_closed(start_server):
     server = start_server(env={"OKURA_HTTP_KEEPALIVE_TIMEOUT": "2s"})
-    sock = _connect(server.port)
+    sock = connect(server.port)
     assert _get_v2(sock).startswith(b"HTTP/1.1 200 ")
     start = time.monotonic()
-    assert _answer(sock) == b""  # closed without a word
+    assert read_until_closed(sock) == b""  # closed without a word
     assert 1.5 < time.monotonic() - start < 4
 
 

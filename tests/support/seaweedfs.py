@@ -18,9 +18,12 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
+
+import pytest
 
 from tests.support.ports import allocate_port
 from tests.support.processes import signal_group, spawn
@@ -206,3 +209,19 @@ class SeaweedFS:
             for sock in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
                 with contextlib.suppress(OSError):
                     os.remove(sock)
+
+
+@contextlib.contextmanager
+def private_seaweedfs(directory: str, buckets: list[str]) -> Iterator[SeaweedFS]:
+    """A SeaweedFS of one test module alone, with `buckets`; stopped and removed afterwards
+    (SIGKILL ends a SIGSTOPped one too). Fails the test when `weed` is missing."""
+    binary = find_weed()
+    if binary is None:
+        pytest.fail(MISSING_WEED, pytrace=False)
+    server = SeaweedFS(binary, directory)
+    server.start(buckets)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
