@@ -199,7 +199,8 @@ class LogRing(logging.Handler):
             self._waiters.add(entry)
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see ChangeWaiter.wait
+                    await future
         finally:
             with self._mutex:
                 self._waiters.discard(entry)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from registry.errors import Unavailable
 
@@ -25,3 +26,18 @@ async def every(seconds: float, job: str, work: Callable[[], Awaitable[object]])
         except Exception:
             log.exception("%s failed", job)
         await asyncio.sleep(seconds)
+
+
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait for it to end, whatever it raised. A cancellation of the caller
+    while it waits still propagates (suppressing CancelledError around the await would eat it,
+    and a supervisor stopped at shutdown would then carry on)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        pass  # the task's own failure: it logs it, if it matters

@@ -261,7 +261,20 @@ async def open_runtime(
         yield runtime
 
 
+JOB_STOP_TIMEOUT = 10.0  # a job still running this long after its cancellation is left behind
+
+
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the background jobs and wait for them, within JOB_STOP_TIMEOUT: a job that does not
+    end must not keep the server from exiting (the drain's deadline is the operator's promise)."""
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if not tasks:
+        return
+    done, running = await asyncio.wait(tasks, timeout=JOB_STOP_TIMEOUT)
+    for task in done:  # retrieved, as gather would: the jobs log their own failures
+        if not task.cancelled():
+            task.exception()
+    if running:
+        names = ", ".join(sorted(task.get_name() for task in running))
+        log.error("background jobs did not stop within %gs of cancellation: %s", JOB_STOP_TIMEOUT, names)

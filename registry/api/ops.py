@@ -25,7 +25,8 @@ log = logging.getLogger("okura.health")
 async def _check(name: str, check: Awaitable[None], timeout: float) -> str:
     """ "ok", or "failed: ..." without the details (anyone may call the probes; the log has them)."""
     try:
-        await asyncio.wait_for(check, timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see ChangeWaiter.wait
+            await check
         return "ok"
     except TimeoutError:
         log.warning("health check of %s: no answer within %gs", name, timeout)

@@ -25,7 +25,8 @@ async def _database(config: Config) -> tuple[bool, str]:
         return True, f"{describe_url(url)} does not exist yet (okura serve or okura migrate creates it)"
     db = Database(url, pool_size=1)
     try:
-        revision = await asyncio.wait_for(db.schema_revision(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            revision = await db.schema_revision()
     except TimeoutError:
         return False, f"{db.describe()}: no answer within {TIMEOUT:g} s"
     except Exception as e:  # say why, whatever the driver raised
@@ -48,8 +49,10 @@ async def _storage(config: Config) -> tuple[bool, str]:
             return True, f"filesystem {config.storage_root} does not exist yet (okura serve creates it)"
         return False, f"filesystem {config.storage_root}: {parent} is not writable"
     try:
-        await asyncio.wait_for(driver.open(), TIMEOUT)
-        await asyncio.wait_for(driver.check(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            await driver.open()
+        async with asyncio.timeout(TIMEOUT):
+            await driver.check()
     except TimeoutError:
         return False, f"{config.storage.driver} {where}: no answer within {TIMEOUT:g} s"
     except Exception as e:

@@ -13,7 +13,6 @@ the commit."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +23,7 @@ from sqlalchemy import Connection, delete, func, select, text, update
 from registry.metadata.changes import CHANNEL
 from registry.metadata.db import CHANGES_MARK, Database, as_utc, utcnow
 from registry.metadata.schema import change_log, changes
+from registry.periodic import stop_task
 
 CHANGES_SLOT = "@changes"  # the generation slot bumped after a commit that appended changes
 _PG_APPEND_LOCK = 7_146_531_003
@@ -208,7 +208,10 @@ class ChangeWaiter:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._watch_counter())
         try:
-            await asyncio.wait_for(moved.wait(), timeout)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+            # the wait ends, and a job stopped at shutdown then waited again, for ever.
+            async with asyncio.timeout(timeout):
+                await moved.wait()
         except TimeoutError:
             pass
         finally:
@@ -224,6 +227,4 @@ class ChangeWaiter:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)

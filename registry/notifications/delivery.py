@@ -44,6 +44,7 @@ from registry.model.events import LoggedEvent
 from registry.notifications import endpoints as endpoint_specs
 from registry.notifications import pulls
 from registry.notifications.envelope import EVENT_ID_HEADER, SIGNATURE_HEADER, body, event_id, first_batch, signature
+from registry.periodic import stop_task
 
 if TYPE_CHECKING:
     import httpx
@@ -310,9 +311,7 @@ async def run_forever(reg: Registry) -> None:
             pulls.set_wanted(any(e.pulls for e in wanted.values()))
             for name, (spec, task) in list(running.items()):
                 if wanted.get(name) != spec or task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                    await stop_task(task)
                     del running[name]
             for name, spec in wanted.items():
                 if name not in running:

@@ -25,7 +25,8 @@ async def _problem(
 ) -> str | None:
     """None when `check` passes within `timeout`, else what went wrong."""
     try:
-        await asyncio.wait_for(check, timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see ChangeWaiter.wait
+            await check
         return None
     except TimeoutError:
         return f"{what} did not answer within {timeout:g}s"

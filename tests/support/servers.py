@@ -45,7 +45,7 @@ class OkuraServer:
     def start(self, timeout: float = 30.0) -> OkuraServer:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.port = allocate_port()
-        env = okura_env(OKURA_LOG_ACCESS_LOG="false", OKURA_LOG_LEVEL="warning", **self.env)
+        env = okura_env(**{"OKURA_LOG_ACCESS_LOG": "false", "OKURA_LOG_LEVEL": "warning", **self.env})
         args = serve_argv(self.data_dir, self.port, *(["--workers", str(self.workers)] if self.workers > 1 else []))
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the server runs
         self._log.write(f"\n=== start {' '.join(args)}\n".encode())
