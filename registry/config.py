@@ -130,11 +130,13 @@ class DatabaseConfig:
     # `okura serve` keeps trying to reach the database this long before giving up (a server
     # may start before its database does), logging each attempt.
     wait_at_start: Duration = Duration(60)
-    # PostgreSQL: opening a connection, one statement (server side; 0: the server's default) and
-    # waiting for a free pooled connection. SQLite: statement_timeout bounds its lock wait.
+    # PostgreSQL: opening a connection, one statement (server side; 0: the server's default),
+    # waiting for a free pooled connection, and one whole call as Okura sees it (0: none).
+    # SQLite: statement_timeout bounds its lock wait.
     connect_timeout: Duration = Duration(10)
     statement_timeout: Duration = Duration(30)
     pool_timeout: Duration = Duration(10)
+    call_timeout: Duration = Duration(60)
 
 
 @dataclass
@@ -722,6 +724,7 @@ def _validate_database_timeouts(d: DatabaseConfig, check: Any) -> None:
         "must be at least 1s, or 0 (the server's default)",
     )
     check(0.1 <= d.pool_timeout <= 600, "database.pool_timeout", "must be between 100ms and 10m")
+    check(d.call_timeout == 0 or d.call_timeout >= 1, "database.call_timeout", "must be at least 1s, or 0 (none)")
 
 
 def _validate_s3_timeouts(s3: S3Config, check: Any) -> None:

@@ -127,6 +127,7 @@ async def _database(config: Config, schema: Schema, wait: float) -> tuple[Databa
         connect_timeout=d.connect_timeout,
         statement_timeout=d.statement_timeout,
         pool_timeout=d.pool_timeout,
+        call_timeout=d.call_timeout,
     )
     migrated = False
     try:

@@ -85,11 +85,16 @@ class Database:
         connect_timeout: float = 10.0,
         statement_timeout: float = 30.0,
         pool_timeout: float = 10.0,
+        call_timeout: float = 60.0,
     ):
         """Timeouts in seconds (database.* in the config): each one running out is Unavailable
-        (503). statement_timeout 0: the server's default (PostgreSQL), a 30 s lock wait (SQLite)."""
+        (503). statement_timeout 0: the server's default (PostgreSQL), a 30 s lock wait (SQLite).
+        call_timeout (PostgreSQL; 0: none): Okura's own deadline on a whole call, for a server
+        or network that stops answering, which no server-side timeout can catch."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # SQLite is a local file: its lock wait bounds a call, and a thread cannot be abandoned.
+        self.call_timeout = 0.0 if self.is_sqlite else call_timeout
         self._statements: dict[Any, Any] = {}
         # Called (from any thread) after each commit that appended to the change log: the
         # runtime wakes this host's watchers with it.
@@ -121,16 +126,24 @@ class Database:
             )
             self.dialect = postgresql
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` in a read-only transaction."""
+    def _deadline(self, bounded: bool) -> asyncio.Timeout:
+        """call_timeout on a call: when it runs out, the call is cancelled and its connection
+        closed (SQLAlchemy invalidates a connection whose use was cancelled), not returned to
+        the pool. Calls made unbounded are the ones without a statement timeout either."""
+        return asyncio.timeout(self.call_timeout if bounded and self.call_timeout > 0 else None)
+
+    async def read(self, fn: Callable[..., T], *args: Any, bounded: bool = True) -> T:
+        """Run `fn(conn, *args)` in a read-only transaction; `bounded`: within call_timeout."""
         try:
             # The caller's context variables go along (run_in_executor would drop them).
             ctx = contextvars.copy_context()
             if self.is_sqlite:
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self._readers, ctx.run, _in_transaction, self._read_engine, fn, args)
-            async with self._async_engine.connect() as conn:
+            async with self._deadline(bounded), self._async_engine.connect() as conn:
                 return await conn.run_sync(lambda c: ctx.run(fn, c, *args))
+        except TimeoutError as e:  # call_timeout: the server stopped answering
+            raise _unavailable(e) from e
         except (OperationalError, OSError, PoolTimeout) as e:
             raise _unavailable(e) from e
         except DBAPIError as e:
@@ -138,10 +151,12 @@ class Database:
                 raise _unavailable(e) from e
             raise
 
-    async def write(self, fn: Callable[..., T], *args: Any, rehearse: bool = False) -> T:
+    async def write(self, fn: Callable[..., T], *args: Any, rehearse: bool = False, bounded: bool = True) -> T:
         """Run `fn(conn, *args)` in a write transaction, committed when it returns. With
         `rehearse` (a dry run) it is rolled back instead: every check and conflict happens as
-        in the real write, and `fn`'s result tells what the write would have made."""
+        in the real write, and `fn`'s result tells what the write would have made. `bounded`:
+        within call_timeout (a call cut by it may have committed or not, as when a connection
+        drops at commit)."""
         if rehearse:
             fn = functools.partial(_rehearsal, fn)
         try:
@@ -155,20 +170,23 @@ class Database:
                 if changed and self.after_changes is not None:
                     self.after_changes()
                 return result
-            for attempt in range(3):
-                try:
-                    async with self._async_engine.begin() as conn:
-                        result, changed = await conn.run_sync(lambda c: ctx.run(_marked, c, fn, args))
-                    if changed and self.after_changes is not None:
-                        self.after_changes()
-                    return result
-                except DBAPIError as e:
-                    if attempt == 2 or _sqlstate(e) not in _RETRYABLE_SQLSTATES:
-                        raise
-                    await asyncio.sleep(0.01 * (attempt + 1))
+            async with self._deadline(bounded):
+                for attempt in range(3):
+                    try:
+                        async with self._async_engine.begin() as conn:
+                            result, changed = await conn.run_sync(lambda c: ctx.run(_marked, c, fn, args))
+                        if changed and self.after_changes is not None:
+                            self.after_changes()
+                        return result
+                    except DBAPIError as e:
+                        if attempt == 2 or _sqlstate(e) not in _RETRYABLE_SQLSTATES:
+                            raise
+                        await asyncio.sleep(0.01 * (attempt + 1))
             raise AssertionError("unreachable")
         except Rehearsed as done:
             return cast(T, done.result)
+        except TimeoutError as e:  # call_timeout: the server stopped answering
+            raise _unavailable(e) from e
         except (OperationalError, OSError, PoolTimeout) as e:
             raise _unavailable(e) from e
         except DBAPIError as e:
@@ -241,7 +259,7 @@ class Database:
         from registry.metadata.migrate import run_upgrade
 
         # Migrations may rewrite big tables: no statement timeout for them.
-        return await self.write(without_statement_timeout, run_upgrade, self.is_sqlite)
+        return await self.write(without_statement_timeout, run_upgrade, self.is_sqlite, bounded=False)
 
 
 def pg_connect_args(connect_timeout: float, statement_timeout: float) -> dict[str, Any]:

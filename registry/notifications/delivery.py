@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select, update
 
 from registry.config import EndpointConfig
+from registry.errors import Unavailable
 from registry.metadata import leases
 from registry.metadata.db import utcnow
 from registry.metadata.schema import notification_cursors
@@ -172,7 +173,10 @@ class Deliverer:
                     busy = await self._step(client)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # a database outage: the cursor is safe, try again later
+                except Unavailable as e:  # a database outage: the cursor is safe, try again later
+                    log.warning("notification delivery paused: %s", e.message, extra={"endpoint": ep.name})
+                    busy = False
+                except Exception:
                     log.exception("notification delivery step failed", extra={"endpoint": ep.name})
                     busy = False
                 if not busy:
@@ -305,8 +309,11 @@ async def run_forever(reg: Registry) -> None:
         while True:
             try:
                 wanted = {e.name: e for e in await endpoint_specs.effective(reg) if not e.disabled}
-            except Exception:
-                log.exception("reading notification endpoints failed")
+            except Exception as e:
+                if isinstance(e, Unavailable):
+                    log.warning("reading notification endpoints failed: %s", e.message)
+                else:
+                    log.exception("reading notification endpoints failed")
                 wanted = {name: spec for name, (spec, _) in running.items()}
             pulls.set_wanted(any(e.pulls for e in wanted.values()))
             for name, (spec, task) in list(running.items()):

@@ -182,7 +182,7 @@ async def prune_images(reg: Registry, options: PruneOptions) -> PruneReport:
             options.progress(note)
     try:
         say("Reading image metadata")
-        snap = await reg.db.read(_load_snapshot, options.prune_registry)
+        snap = await reg.db.read(_load_snapshot, options.prune_registry, bounded=False)  # full-table reads
         say.done(
             f"{len(snap.repositories):,} repositories, {len(snap.manifests):,} manifests, "
             f"{len(snap.events):,} tag revisions, {len(snap.blobs):,} blobs"

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from registry.errors import Unavailable
 from registry.model import instances, registry_config
 from registry.model.context import Registry
+from registry.periodic import result_within
 from storage.base import StorageMissing, StorageUnavailable
 
 log = logging.getLogger("okura.tasks")
@@ -25,8 +26,7 @@ async def _problem(
 ) -> str | None:
     """None when `check` passes within `timeout`, else what went wrong."""
     try:
-        async with asyncio.timeout(timeout):  # not wait_for: see ChangeWaiter.wait
-            await check
+        await result_within(check, timeout)  # a slow check finishes on its own, within its deadlines
         return None
     except TimeoutError:
         return f"{what} did not answer within {timeout:g}s"

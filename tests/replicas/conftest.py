@@ -36,9 +36,9 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory, seaweedfs, pg_url) -> Iterator[Replicas]:
-    root = tmp_path_factory.mktemp("replicas")
-    env = {
+def replica_env(seaweedfs, pg_url) -> dict[str, str]:
+    """The replicas' settings (a module may override this fixture to change some)."""
+    return {
         "OKURA_DATABASE_URL": pg_url,
         "OKURA_STORAGE_DRIVER": "s3",
         "OKURA_STORAGE_S3_BUCKET": REPLICAS_BUCKET,
@@ -48,6 +48,12 @@ def replicas(tmp_path_factory, seaweedfs, pg_url) -> Iterator[Replicas]:
         "OKURA_STORAGE_S3_REDIRECT": "true",
         "OKURA_STORAGE_S3_PART_SIZE": str(PART_SIZE),
     }
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory, replica_env) -> Iterator[Replicas]:
+    root = tmp_path_factory.mktemp("replicas")
+    env = replica_env
     a = OkuraServer(root / "replica-a", env=env)
     b = OkuraServer(root / "replica-b", env=env)
     try:

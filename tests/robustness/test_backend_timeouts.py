@@ -2,11 +2,13 @@
 into 503 UNAVAILABLE with Retry-After within storage.s3.call_timeout, cuts a blob body that
 stalls midway, makes the probes say "storage", and service resumes by itself on SIGCONT.
 The database timeouts are checked where they take effect (the engine's settings, a real
-PostgreSQL cancelling a statement): pausing the shared PostgreSQL server is not an option."""
+PostgreSQL cancelling a statement); a PostgreSQL that stops answering is the machine's own
+behind a TCP proxy that stops forwarding (pausing the shared server is not an option)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from registry.api.errors import render
 from registry.config import ConfigError, load_config
@@ -27,6 +30,7 @@ from tests.support.digests import sha256
 from tests.support.postgres import create_database, drop_database
 from tests.support.processes import signal_group
 from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS, private_seaweedfs
+from tests.support.tcp_proxy import PausableProxy
 
 BUCKET = "okura-timeouts"
 CONNECT, READ, CALL, ATTEMPTS = 1.0, 2.0, 4.0, 2
@@ -260,20 +264,25 @@ def test_s3_timeouts_come_from_the_config():
 def test_database_timeouts_come_from_the_config():
     cfg = load_config(environ={})
     d = cfg.database
-    assert (d.connect_timeout, d.statement_timeout, d.pool_timeout) == (10, 30, 10)
+    assert (d.connect_timeout, d.statement_timeout, d.pool_timeout, d.call_timeout) == (10, 30, 10, 60)
     cfg = load_config(
         environ={
             "OKURA_DATABASE_CONNECT_TIMEOUT": "3s",
             "OKURA_DATABASE_STATEMENT_TIMEOUT": "0",
             "OKURA_DATABASE_POOL_TIMEOUT": "500ms",
+            "OKURA_DATABASE_CALL_TIMEOUT": "0",
         }
     )
     d = cfg.database
-    assert (d.connect_timeout, d.statement_timeout, d.pool_timeout) == (3, 0, 0.5)
+    assert (d.connect_timeout, d.statement_timeout, d.pool_timeout, d.call_timeout) == (3, 0, 0.5, 0)
     assert pg_connect_args(3, 0) == {"timeout": 3}  # the server's default applies
     assert pg_connect_args(10, 1.5)["server_settings"] == {"statement_timeout": "1500"}
-    for bad in ({"OKURA_DATABASE_STATEMENT_TIMEOUT": "200ms"}, {"OKURA_DATABASE_POOL_TIMEOUT": "0"}):
-        with pytest.raises(ConfigError, match=r"^database\.(statement|pool)_timeout"):
+    for bad in (
+        {"OKURA_DATABASE_STATEMENT_TIMEOUT": "200ms"},
+        {"OKURA_DATABASE_POOL_TIMEOUT": "0"},
+        {"OKURA_DATABASE_CALL_TIMEOUT": "500ms"},
+    ):
+        with pytest.raises(ConfigError, match=r"^database\.(statement|pool|call)_timeout"):
             load_config(environ=bad)
 
 
@@ -332,6 +341,110 @@ async def test_postgres_statement_and_pool_timeouts_are_unavailable(timeouts_pg_
         assert await db.read(lambda c: c.execute(text("SHOW statement_timeout")).scalar()) == "1s"
     finally:
         await db.close()
+
+
+CLOSE_GRACE = 2.0  # SQLAlchemy's graceful close of an invalidated asyncpg connection
+
+
+@contextlib.contextmanager
+def frozen_capable(pg_url: str) -> Iterator[tuple[PausableProxy, str]]:
+    """A PausableProxy in front of the database of `pg_url`, and the URL through it."""
+    url = make_url(pg_url)
+    proxy = PausableProxy((url.host or "127.0.0.1", url.port or 5432))
+    try:
+        yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    finally:
+        proxy.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_that_stops_answering_is_unavailable_within_call_timeout(timeouts_pg_url):
+    from sqlalchemy import text
+
+    call = 2.0
+    with frozen_capable(timeouts_pg_url) as (proxy, url):
+        db = Database(url, pool_size=2, connect_timeout=1, statement_timeout=1, pool_timeout=1, call_timeout=call)
+
+        def sleep(conn, seconds: float) -> None:
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
+            conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+
+        try:
+            assert await db.read(lambda c: c.execute(text("SELECT 1")).scalar()) == 1
+            # On a live server: a call longer than the deadline is cut at it; an unbounded one
+            # (migrations, the pruner's snapshot, which lift statement_timeout too) is not.
+            start = time.monotonic()
+            with pytest.raises(Unavailable):
+                await db.read(sleep, call + 1)
+            assert call - 0.1 < time.monotonic() - start < call + 1
+            await db.read(sleep, call + 1, bounded=False)
+            proxy.pause()
+            for what, call_it in (
+                ("read", lambda: db.read(lambda c: c.execute(text("SELECT 1")).scalar())),
+                ("write", lambda: db.write(lambda c: c.execute(text("SELECT 1")).scalar())),
+            ):
+                start = time.monotonic()
+                with pytest.raises(Unavailable) as caught:
+                    await call_it()
+                took = time.monotonic() - start
+                print(f"{what} with the database not answering: Unavailable after {took:.2f}s")
+                # statement_timeout is the server's and never comes; the deadline is the bound,
+                # plus the 2 s SQLAlchemy gives an abandoned connection to close gracefully.
+                # (connect_timeout or pool_timeout may answer first: a new connection, or a pool
+                # still held by a call being abandoned.)
+                assert took < call + CLOSE_GRACE + 1, f"{what}: {took:.2f}s"
+                assert caught.value.headers.get("Retry-After")
+            proxy.resume()
+            # Service is back by itself: the abandoned connections were closed, not pooled.
+            for _ in range(6):
+                assert await db.read(lambda c: c.execute(text("SELECT 1")).scalar()) == 1
+                assert await db.write(lambda c: c.execute(text("SELECT 2")).scalar()) == 2
+        finally:
+            proxy.resume()
+            await db.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_a_server_whose_database_stops_answering_answers_503_and_recovers(timeouts_pg_url, start_server):
+    call = 3.0
+    with frozen_capable(timeouts_pg_url) as (proxy, url):
+        server = start_server(
+            env={"OKURA_DATABASE_URL": url, "OKURA_DATABASE_CALL_TIMEOUT": f"{call:g}s", "OKURA_CACHE_MAX_BYTES": "0"}
+        )
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                digest = _push(client, "frozen/app", b"before")
+                proxy.pause()
+                for method, path in (
+                    ("GET", "/v2/frozen/app/manifests/latest"),
+                    ("HEAD", f"/v2/frozen/app/blobs/{digest}"),
+                    ("POST", "/v2/frozen/app/blobs/uploads/"),
+                ):
+                    start = time.monotonic()
+                    r = client.request(method, path)
+                    took = time.monotonic() - start
+                    print(f"{method} {path} with the database not answering: {r.status_code} after {took:.2f}s")
+                    assert r.status_code == 503, (method, path, r.status_code)
+                    if method != "HEAD":
+                        assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
+                    assert int(r.headers["Retry-After"]) >= 1
+                    assert took < call + CLOSE_GRACE + 2, (method, path, took)
+                r, took = _probe(client)
+                assert r.status_code == 503 and r.json()["checks"]["database"].startswith("failed"), r.text
+                assert took < 6, took
+
+                proxy.resume()
+                start = time.monotonic()
+                while (r := client.head(f"/v2/frozen/app/blobs/{digest}")).status_code != 200:
+                    assert time.monotonic() - start < 15, f"still {r.status_code} 15s after the database answered"
+                    time.sleep(0.2)
+                assert _push(client, "frozen/app", b"after").startswith("sha256:")
+                assert _probe(client)[0].status_code == 200
+                assert server.alive(), server.log_tail()
+                assert "Traceback" not in server.log_tail(200), server.log_tail(200)
+        finally:
+            proxy.resume()
 
 
 # -- Retry-After on every 503 ----------------------------------------------------------------------
