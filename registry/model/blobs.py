@@ -117,10 +117,9 @@ CLAIM_WAIT = 30.0  # seconds a writer waits for the collector to finish deleting
 STALE_CLAIM = timedelta(minutes=10)  # a claim this old was left by a collector that died
 
 
-def _hold(conn: Connection, db: Database, digest: str, size: int) -> Any:
-    """Inside a write transaction about to depend on a blob: take the GC lock shared and
-    make sure the blob has a row (a new one is pending). Returns the claim time when the
-    collector is deleting the blob, else None."""
+def _reserve(conn: Connection, db: Database, digest: str, size: int) -> Any:
+    """Before storing a blob, under the GC lock: give it a row (new, or the existing one)
+    marked pending. Returns the claim time when the collector is deleting it, else None."""
     db.gc_shared(conn)
     now = utcnow()
     row = conn.execute(_CLAIM, {"digest": digest}).first()
@@ -130,16 +129,9 @@ def _hold(conn: Connection, db: Database, digest: str, size: int) -> Any:
             {"digest": digest, "size": size, "created_at": now, "pending_since": now},
         )
         return None
+    if row.deleting_since is None:
+        conn.execute(_MARK_PENDING, {"d": digest, "now": now})
     return row.deleting_since
-
-
-def _reserve(conn: Connection, db: Database, digest: str, size: int) -> Any:
-    """Mark a blob about to be stored as pending. Returns the claim time when the
-    collector is deleting it, else None."""
-    claimed = _hold(conn, db, digest, size)
-    if claimed is None:
-        conn.execute(_MARK_PENDING, {"d": digest, "now": utcnow()})
-    return claimed
 
 
 async def reserve_blob(reg: Registry, digest: str, size: int) -> None:
@@ -172,8 +164,12 @@ async def finish_claim(reg: Registry, digest: str, claimed: Any) -> None:
 
 def link_blob(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> bool:
     """Make a stored blob visible in a repository (inside a write transaction), pending
-    until a manifest references it. False when the collector has claimed the blob."""
-    if _hold(conn, db, digest, size) is not None:
+    until a manifest references it. False when the collector has claimed the blob or already
+    deleted it: every writer reserves the row before storing (reserve_blob), so a missing row
+    means the file is gone too, and recreating the row would point at nothing."""
+    db.gc_shared(conn)
+    row = conn.execute(_CLAIM, {"digest": digest}).first()
+    if row is None or row.deleting_since is not None:
         return False
     now = utcnow()
     conn.execute(

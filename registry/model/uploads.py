@@ -383,6 +383,13 @@ async def monolithic_upload(
 # -- mounting ----------------------------------------------------------------------------------
 
 
+_SOURCE_LINK = (
+    select(repository_blobs.c.digest)
+    .select_from(repository_blobs.join(repositories, repositories.c.id == repository_blobs.c.repository_id))
+    .where(repositories.c.name == bindparam("repo"), repository_blobs.c.digest == bindparam("digest"))
+)
+
+
 async def mount_blob(
     reg: Registry, repo: str, digest: str, source: str | None, may_read: Callable[[str], Awaitable[bool]]
 ) -> int | None:
@@ -405,6 +412,11 @@ async def mount_blob(
         if row.name == repo or await may_read(row.name):
 
             def link(conn: Connection, size: int = row.size, source_repo: str = row.name) -> bool:
+                # The source link again, in this transaction and under the GC lock: the
+                # collector may have taken it since the read (a linked blob is never collected).
+                reg.db.gc_shared(conn)
+                if conn.execute(_SOURCE_LINK, {"repo": source_repo, "digest": digest}).first() is None:
+                    return False
                 repo_id, created, _, _ = ensure_stream(reg.db, conn, repo)
                 if not link_blob(reg.db, conn, repo_id, digest, size):
                     return False

@@ -300,3 +300,82 @@ async def test_an_upload_racing_a_delete_rewrites_the_blob(client, registry_mode
     r = await client.get(f"/v2/ns/other/blobs/{digest}")
     assert r.status_code == 200 and r.content == data
     assert digest in await stored_blobs(reg)
+
+
+async def _collect(reg, digest: str) -> None:
+    """What a prune run does to a blob nothing references any more, its grace period over:
+    unlink it everywhere, claim the row, delete the file, drop the row (registry/pruning/gc.py)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import delete
+
+    from registry.pruning.gc import delete_blobs
+    from registry.pruning.plan import Blob
+
+    await reg.db.write(lambda conn: conn.execute(delete(repository_blobs).where(repository_blobs.c.digest == digest)))
+    grace_over = datetime.now(UTC) + timedelta(hours=1)  # the blob's pending mark is older than the grace
+    deleted, _ = await delete_blobs(reg, [Blob(digest, 0, None, False)], grace_over)
+    assert [b.digest for b in deleted] == [digest]
+
+
+async def _rows(reg, digest: str) -> tuple[int, int]:
+    from sqlalchemy import func
+
+    def q(conn):
+        return (
+            conn.execute(select(func.count()).select_from(blobs).where(blobs.c.digest == digest)).scalar(),
+            conn.execute(
+                select(func.count()).select_from(repository_blobs).where(repository_blobs.c.digest == digest)
+            ).scalar(),
+        )
+
+    return await reg.db.read(q)
+
+
+async def test_a_mount_racing_a_delete_uploads_instead(client, registry_model, fake_clock):
+    """The mount saw the source link; the collector then took the blob (link, row, file)
+    before the mount linked it: the mount must not recreate the row for a file that is gone
+    (a manifest would then be accepted and never pull). The client uploads instead."""
+    from registry.model.uploads import mount_blob
+
+    reg = registry_model
+    data = os.urandom(3000)
+    digest = await push_blob(client, "ns/source", data)
+
+    async def may_read(_repo: str) -> bool:  # between the mount's read and its write
+        await _collect(reg, digest)
+        return True
+
+    assert await mount_blob(reg, "ns/target", digest, "ns/source", may_read) is None
+    assert await _rows(reg, digest) == (0, 0)
+    assert digest not in await stored_blobs(reg)
+    r = await client.post(f"/v2/ns/target/blobs/uploads/?mount={digest}&from=ns/source")
+    assert r.status_code == 202  # a session to upload into, not 201
+    assert await push_blob(client, "ns/target", data) == digest
+    r = await client.get(f"/v2/ns/target/blobs/{digest}")
+    assert r.status_code == 200 and r.content == data
+
+
+async def test_a_commit_slower_than_the_grace_period_does_not_link_a_collected_blob(
+    client, registry_model, fake_clock, monkeypatch
+):
+    """The collector took a blob whose upload was still being stored (the store outlasted
+    the grace period): the commit fails, to be retried, instead of linking a deleted file."""
+    reg = registry_model
+    data = os.urandom(3000)
+    digest = sha256(data)
+    commit = reg.storage.commit_upload
+
+    async def slow_commit(*args, **kwargs):
+        await commit(*args, **kwargs)
+        # The grace period ran out while the file was stored: the collector takes it.
+        await _collect(reg, digest)
+
+    monkeypatch.setattr(reg.storage, "commit_upload", slow_commit)
+    r = await client.post(f"/v2/ns/slow/blobs/uploads/?digest={digest}", content=data)
+    assert r.status_code == 503, r.text
+    assert await _rows(reg, digest) == (0, 0)
+    monkeypatch.setattr(reg.storage, "commit_upload", commit)
+    assert await push_blob(client, "ns/slow", data) == digest  # the retry stores it again
+    r = await client.get(f"/v2/ns/slow/blobs/{digest}")
+    assert r.status_code == 200 and r.content == data
