@@ -15,6 +15,7 @@ Connection; `Database.read` and `Database.write` run it and return its result:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import os
@@ -25,7 +26,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Insert
@@ -134,22 +135,19 @@ class Database:
 
     async def read(self, fn: Callable[..., T], *args: Any, bounded: bool = True) -> T:
         """Run `fn(conn, *args)` in a read-only transaction; `bounded`: within call_timeout."""
+        deadline = self._deadline(bounded)
         try:
             # The caller's context variables go along (run_in_executor would drop them).
             ctx = contextvars.copy_context()
             if self.is_sqlite:
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self._readers, ctx.run, _in_transaction, self._read_engine, fn, args)
-            async with self._deadline(bounded), self._async_engine.connect() as conn:
+            async with deadline, self._async_engine.connect() as conn:
                 return await conn.run_sync(lambda c: ctx.run(fn, c, *args))
-        except TimeoutError as e:  # call_timeout: the server stopped answering
-            raise _unavailable(e) from e
-        except (OperationalError, OSError, PoolTimeout) as e:
-            raise _unavailable(e) from e
-        except DBAPIError as e:
-            if _server_unavailable(e):
-                raise _unavailable(e) from e
-            raise
+        except Exception as e:
+            if (failure := _translated(e, deadline)) is e:
+                raise
+            raise failure from e
 
     async def write(self, fn: Callable[..., T], *args: Any, rehearse: bool = False, bounded: bool = True) -> T:
         """Run `fn(conn, *args)` in a write transaction, committed when it returns. With
@@ -159,6 +157,7 @@ class Database:
         drops at commit)."""
         if rehearse:
             fn = functools.partial(_rehearsal, fn)
+        deadline = self._deadline(bounded)
         try:
             # The caller's context variables (who is writing: registry/model/events.py) go along.
             ctx = contextvars.copy_context()
@@ -170,7 +169,7 @@ class Database:
                 if changed and self.after_changes is not None:
                     self.after_changes()
                 return result
-            async with self._deadline(bounded):
+            async with deadline:
                 for attempt in range(3):
                     try:
                         async with self._async_engine.begin() as conn:
@@ -185,14 +184,10 @@ class Database:
             raise AssertionError("unreachable")
         except Rehearsed as done:
             return cast(T, done.result)
-        except TimeoutError as e:  # call_timeout: the server stopped answering
-            raise _unavailable(e) from e
-        except (OperationalError, OSError, PoolTimeout) as e:
-            raise _unavailable(e) from e
-        except DBAPIError as e:
-            if _server_unavailable(e):
-                raise _unavailable(e) from e
-            raise
+        except Exception as e:
+            if (failure := _translated(e, deadline)) is e:
+                raise
+            raise failure from e
 
     def gc_shared(self, conn: Connection) -> None:
         """Inside a write transaction that adds a reference to a blob or manifest."""
@@ -300,9 +295,13 @@ def _in_transaction(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) ->
 def _marked(conn: Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, bool]:
     try:
         result = fn(conn, *args)
-    finally:
-        changed = conn.info.pop(CHANGES_MARK, False)
-    return result, changed
+    except BaseException:
+        # The mark goes with the transaction; a connection invalidated by the failure (a
+        # cancelled call) has no info to clean, and asking for it must not hide the failure.
+        with contextlib.suppress(SQLAlchemyError):
+            conn.info.pop(CHANGES_MARK, None)
+        raise
+    return result, conn.info.pop(CHANGES_MARK, False)
 
 
 def _in_write(engine: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[T, bool]:
@@ -329,6 +328,17 @@ def _server_unavailable(e: DBAPIError) -> bool:
     if state is None:
         return e.connection_invalidated or isinstance(e.orig, OSError | TimeoutError)
     return state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or state in _UNAVAILABLE_SQLSTATES
+
+
+def _translated(e: Exception, deadline: asyncio.Timeout) -> Exception:
+    """What a failed call raises: Unavailable (503) when the database did not answer (its
+    connection failed or timed out, or call_timeout ran out, whatever the cancellation then
+    surfaced as inside SQLAlchemy), else the error itself."""
+    if deadline.expired() or isinstance(e, (OperationalError, OSError, PoolTimeout)):  # TimeoutError is an OSError
+        return _unavailable(e)
+    if isinstance(e, DBAPIError) and _server_unavailable(e):
+        return _unavailable(e)
+    return e
 
 
 def _unavailable(e: BaseException) -> Unavailable:
