@@ -27,6 +27,7 @@ from registry.server.tls import build_context
 from tests.support.kubectl import KubeServer
 from tests.support.ports import allocate_port
 from tests.support.processes import okura_env, serve_argv
+from tests.support.sockets import read_until_closed
 from tests.support.tls import CertificateAuthority
 
 pytestmark = pytest.mark.e2e
@@ -85,22 +86,6 @@ def get(port: int, context: ssl.SSLContext, path: str = "/healthz") -> tuple[int
         return response.status, response.read()
     finally:
         conn.close()
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the peer sends until it closes (a reset counts as closed); fails on a hang."""
-    sock.settimeout(IO_TIMEOUT)
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        except TimeoutError:
-            raise AssertionError(f"no answer and no close within {IO_TIMEOUT}s: {data[:60]!r}") from None
-        if not chunk:
-            return data
-        data += chunk
 
 
 def reply_to_client_hello(port: int, context: ssl.SSLContext) -> bytes:

@@ -12,13 +12,16 @@ def connect(port: int, timeout: float = 10) -> socket.socket:
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
+    """Everything the server sends until it closes the connection (a reset counts as closed);
+    fails when the socket's timeout passes with neither."""
     data = b""
     while True:
         try:
             chunk = sock.recv(65536)
         except ConnectionResetError:
             return data
+        except TimeoutError:
+            raise AssertionError(f"no answer and no close within {sock.gettimeout()}s: {data[:60]!r}") from None
         if not chunk:
             return data
         data += chunk
